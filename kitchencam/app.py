@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Coroutine
 
 import redis.asyncio as aioredis
@@ -23,6 +25,9 @@ from kitchencam.settings import Settings
 from kitchencam.users import Users
 
 log = logging.getLogger(__name__)
+
+
+REDIS_STARTUP_WAIT_S = 30.0
 
 
 class StartupError(Exception):
@@ -54,6 +59,26 @@ async def check_key(redis: aioredis.Redis, box: SecretBox) -> None:
         )
 
 
+async def wait_for_redis(redis: aioredis.Redis, box: SecretBox) -> None:
+    """Reach Redis, retrying with back-off for up to ``REDIS_STARTUP_WAIT_S``, then check the
+    password key; ``StartupError`` if Redis stays unreachable."""
+    deadline = time.monotonic() + REDIS_STARTUP_WAIT_S
+    delay = 0.1
+    while True:
+        try:
+            await check_key(redis, box)
+            return
+        except (RedisError, OSError) as err:
+            if time.monotonic() + delay > deadline:
+                raise StartupError(
+                    f"cannot reach Redis ({type(err).__name__}: {err}) after "
+                    f"{REDIS_STARTUP_WAIT_S:.0f}s; check KITCHENCAM_REDIS_URL"
+                ) from None
+            log.warning("waiting for Redis (%s); retrying in %.1fs", type(err).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def create_app(
     settings: Settings,
     redis_url: str,
@@ -70,19 +95,17 @@ def create_app(
     app[appkeys.REGISTRY] = Registry(redis, box, policy)
     app[appkeys.USERS] = Users(redis)
     app[appkeys.METRICS] = Metrics()
-    app[appkeys.ROLES] = RoleSet(roles, settings.relay_id or instance_name())
+    app[appkeys.ROLES] = RoleSet(roles, settings.instance or instance_name())
     app.router.add_routes(ops.routes)
     if "web" in roles:
         app.router.add_routes(api.routes)
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
-            await check_key(redis, box)
-        except (RedisError, OSError) as err:
+            await wait_for_redis(redis, box)
+        except BaseException:
             await redis.aclose()
-            raise StartupError(
-                f"cannot reach Redis ({type(err).__name__}: {err}); check KITCHENCAM_REDIS_URL"
-            ) from None
+            raise
         yield
         await redis.aclose()
 

@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--data-dir", help="data directory (KITCHENCAM_DATA_DIR)")
     sub.add_parser("gen-key", help="print a new KITCHENCAM_SECRET_KEY")
+    red = sub.add_parser(
+        "redis",
+        help="run a persistent Redis for the multi-process form (the Procfile's redis line)",
+        description="Run the bundled redis-server in the foreground on 127.0.0.1, with an "
+        "append-only file (fsync every second) in the data directory.",
+    )
+    red.add_argument("--port", type=int, default=6379, help="port on 127.0.0.1 (default 6379)")
+    red.add_argument("--data-dir", help="data directory (KITCHENCAM_DATA_DIR)")
     return parser
 
 
@@ -96,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = load_settings(
             host=getattr(args, "host", None),
-            port=getattr(args, "port", None),
+            port=getattr(args, "port", None) if args.command != "redis" else None,
             data_dir=getattr(args, "data_dir", None),
         )
     except SettingsError as err:
@@ -111,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(user_command(settings, args))
         elif args.command == "check-config":
             sys.exit(check_config(settings))
+        elif args.command == "redis":
+            sys.exit(run_redis(settings, args.port))
     except (CliError, StartupError, EmbeddedRedisError) as err:
         sys.exit(f"kitchencam: {err}")
 
@@ -145,6 +155,26 @@ def _embedded(settings: Settings) -> Iterator[str]:
     finally:
         url_file.unlink(missing_ok=True)
         embedded.stop()
+
+
+def run_redis(settings: Settings, port: int) -> int:
+    """Run a persistent Redis in the foreground until SIGINT or SIGTERM."""
+    import signal
+
+    server = EmbeddedRedis(settings.data_dir, port=port, private=False)
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    server.start()
+    log.info("Redis for kitchencam listening on redis://127.0.0.1:%s/0", port)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
 
 
 def _write_private(path: object, text: str) -> None:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "serve.lock"
 CONF_FILE = "redis.conf"
 LOG_FILE = "redis.log"
+PID_FILE = "redis.pid"
 LOCK_WAIT_S = 5.0
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
@@ -77,18 +78,27 @@ def _free_port() -> int:
 class EmbeddedRedis:
     """A private, persistent Redis server for one data directory."""
 
-    def __init__(self, data_dir: Path, binary: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, binary: str | None = None, port: int = 0, private: bool = True
+    ) -> None:
         self.data_dir = data_dir
         self._binary = binary
         self._lock_fd: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._password = secrets.token_urlsafe(24)
-        self.port = 0
+        self._password = secrets.token_urlsafe(24) if private else None
+        self._fixed_port = port
+        self.port = port
 
     @property
     def url(self) -> str:
         """URL of the running server (holds its password: never log it)."""
-        return f"redis://:{self._password}@127.0.0.1:{self.port}/0"
+        auth = f":{self._password}@" if self._password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def wait(self) -> int:
+        """Block until the server exits; return its exit status."""
+        assert self._process is not None
+        return self._process.wait()
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()
@@ -163,7 +173,7 @@ class EmbeddedRedis:
     def _spawn(self, binary: str) -> None:
         conf = self.data_dir / CONF_FILE
         for _attempt in range(3):
-            self.port = _free_port()
+            self.port = self._fixed_port or _free_port()
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(self._config())
@@ -189,9 +199,10 @@ class EmbeddedRedis:
                 "bind 127.0.0.1",
                 f"port {self.port}",
                 "protected-mode yes",
-                f"requirepass {self._password}",
+                f"requirepass {self._password}" if self._password else "",
                 f"dir {self.data_dir.resolve()}",
                 f"logfile {LOG_FILE}",
+                f"pidfile {PID_FILE}",
                 "daemonize no",
                 "appendonly yes",
                 "appendfsync everysec",

@@ -94,7 +94,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as err:
         if err.status < 400:
             raise
-        response = error_response(err.status, err.reason, headers=dict(err.headers))
+        kept = {k: v for k, v in err.headers.items() if k.lower() != "content-type"}
+        response = error_response(err.status, err.reason, headers=kept)
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, route_name)
         response = error_response(500, "something went wrong on our side; try again later")

@@ -55,8 +55,6 @@ class RoleSet:
         return all(s.running for s in self.states.values())
 
 
-
-
 async def heartbeat(redis: Redis, roles: RoleSet) -> None:
     """Write this process's role heartbeats to Redis until cancelled; survives Redis outages."""
     while True:

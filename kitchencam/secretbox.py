@@ -35,19 +35,26 @@ def generate_key() -> str:
 
 
 def load_or_create_key(data_dir: Path) -> str:
-    """The key kept in ``data_dir``, created (mode 0600) on first use."""
+    """The key kept in ``data_dir``, created (mode 0600) on first use.
+
+    Several processes may start at once on one data directory: the key is written to a
+    temporary file and linked into place, so exactly one key wins and all read it.
+    """
     path = data_dir / KEY_FILE_NAME
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    log.info("generated a new camera-password key in %s", path)
-    return key
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".{KEY_FILE_NAME}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(generate_key() + "\n")
+        try:
+            os.link(tmp, path)
+            log.info("generated a new camera-password key in %s", path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
 
 
 class SecretBox:

@@ -37,9 +37,6 @@ class Settings(BaseModel):
     )
     host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
     port: int = Field(8080, ge=0, le=65535, description="Port the HTTP server listens on.")
-    public_url: str | None = Field(
-        None, description="Public base URL of the web tier, used in links and QR codes."
-    )
     secret_key: SecretStr | None = Field(
         None,
         description=(
@@ -61,8 +58,10 @@ class Settings(BaseModel):
         "INFO", description="Log level of every role."
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
-    relay_id: str | None = Field(
-        None, description="Name of this relay process in Redis (default: host name and pid)."
+    instance: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Name of this process in Redis and logs (default: host name and pid).",
     )
 
     @field_validator("allow_networks", mode="before")

@@ -1,0 +1,5 @@
+"""``python -m kitchencam`` runs the CLI."""
+
+from kitchencam.cli import main
+
+main()
