@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "serve.lock"
 CONF_FILE = "redis.conf"
 LOG_FILE = "redis.log"
+CONSOLE_FILE = "redis-console.log"
 PID_FILE = "redis.pid"
 LOCK_WAIT_S = 5.0
 START_TIMEOUT_S = 15.0
@@ -81,7 +82,7 @@ class EmbeddedRedis:
     def __init__(
         self, data_dir: Path, binary: str | None = None, port: int = 0, private: bool = True
     ) -> None:
-        self.data_dir = data_dir
+        self.data_dir = data_dir.resolve()
         self._binary = binary
         self._lock_fd: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -178,15 +179,17 @@ class EmbeddedRedis:
             with os.fdopen(fd, "w") as f:
                 f.write(self._config())
             assert self._lock_fd is not None
+            console = open(self.data_dir / CONSOLE_FILE, "wb")  # noqa: SIM115 - child keeps it
             self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our own config
                 [binary, str(conf)],
                 cwd=self.data_dir,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=console,
+                stderr=console,
                 pass_fds=(self._lock_fd,),
                 preexec_fn=_die_with_parent,  # only prctl, before exec
             )
+            console.close()
             if self._wait_ready():
                 return
         raise EmbeddedRedisError(
@@ -231,8 +234,10 @@ class EmbeddedRedis:
         )
 
     def _log_tail(self) -> str:
-        try:
-            lines = (self.data_dir / LOG_FILE).read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(lines[-3:])
+        lines: list[str] = []
+        for name in (CONSOLE_FILE, LOG_FILE):
+            try:
+                lines += (self.data_dir / name).read_text(errors="replace").splitlines()[-3:]
+            except OSError:
+                pass
+        return " | ".join(line for line in lines if line.strip()) or "(no output)"

@@ -105,6 +105,18 @@ async def test_sigkill_after_an_acknowledged_write_loses_nothing(
         second.stop()
 
 
+def test_serve_with_the_default_relative_data_dir(tmp_path: Path) -> None:
+    env = cli_env(Path("unused"))
+    del env["KITCHENCAM_DATA_DIR"]
+    proc = KitchencamProcess(["serve"], env, tmp_path / "serve.log", cwd=tmp_path)
+    try:
+        assert proc.wait_healthy()["status"] == "ok"
+    finally:
+        assert proc.stop() == 0
+    assert (tmp_path / "kitchencam-data" / "appendonly.aof").exists()
+    assert (tmp_path / "kitchencam-data" / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
 def test_second_serve_on_the_same_data_dir_refuses(data_dir: Path, tmp_path: Path) -> None:
     first = start_serve(data_dir, tmp_path, "first")
     try:

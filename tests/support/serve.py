@@ -50,7 +50,9 @@ def run_cli(
 class KitchencamProcess:
     """A ``kitchencam`` role running as a subprocess, its stderr kept in a file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+    ) -> None:
         self.port = int(env.setdefault("KITCHENCAM_PORT", str(free_port())))
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -60,6 +62,7 @@ class KitchencamProcess:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
 
     @property
