@@ -179,7 +179,7 @@ class EmbeddedRedis:
             with os.fdopen(fd, "w") as f:
                 f.write(self._config())
             assert self._lock_fd is not None
-            console = open(self.data_dir / CONSOLE_FILE, "wb")  # noqa: SIM115 - child keeps it
+            console = open(self.data_dir / CONSOLE_FILE, "wb")  # the child keeps it
             self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our own config
                 [binary, str(conf)],
                 cwd=self.data_dir,
