@@ -18,7 +18,10 @@ from kitchencam.compliance import service as checker_service
 from kitchencam.httperrors import errors_middleware
 from kitchencam.metrics import Metrics
 from kitchencam.registry import Registry
-from kitchencam.relay import service as relay_service
+from kitchencam.relay import whep
+from kitchencam.relay.figures import RelayCollector
+from kitchencam.relay.hub import ObserverFactory, RelayHub
+from kitchencam.relay.webrtc import IceSettings, ViewerHub, configure_host_addresses
 from kitchencam.roles import RoleSet, heartbeat, instance_name, running_task
 from kitchencam.secretbox import SecretBox, load_or_create_key
 from kitchencam.settings import Settings
@@ -79,11 +82,28 @@ async def wait_for_redis(redis: aioredis.Redis, box: SecretBox) -> None:
             delay = min(delay * 2, 5.0)
 
 
+def ice_settings(settings: Settings) -> IceSettings:
+    """ICE servers from settings (TURN credentials on the TURN entries)."""
+    from aiortc import RTCIceServer
+
+    servers = []
+    for url in settings.ice_servers:
+        if url.startswith("turn"):
+            password = settings.turn_password.get_secret_value() if settings.turn_password else None
+            servers.append(
+                RTCIceServer(urls=url, username=settings.turn_username, credential=password)
+            )
+        else:
+            servers.append(RTCIceServer(urls=url))
+    return IceSettings(tuple(servers))
+
+
 def create_app(
     settings: Settings,
     redis_url: str,
     roles: tuple[str, ...] = ("web", "relay", "checker"),
     resolver: Resolver | None = None,
+    observer_factory: ObserverFactory | None = None,
 ) -> web.Application:
     """Build the app for ``roles``; nothing connects until the app starts."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors_middleware])
@@ -99,6 +119,14 @@ def create_app(
     app.router.add_routes(ops.routes)
     if "web" in roles:
         app.router.add_routes(api.routes)
+    if "relay" in roles:
+        configure_host_addresses([str(a) for a in settings.webrtc_addresses])
+        ice = ice_settings(settings)
+        viewers = ViewerHub(ice, settings.max_viewers_per_camera, settings.max_viewers)
+        hub = RelayHub(app[appkeys.REGISTRY], redis, policy, viewers, ice, observer_factory)
+        app[appkeys.RELAY] = hub
+        app[appkeys.METRICS].registry.register(RelayCollector(hub))
+        app.router.add_routes(whep.routes)
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
@@ -117,7 +145,8 @@ def create_app(
             ("heartbeat", heartbeat(redis, role_set))
         ]
         if "relay" in roles:
-            bodies.append(("relay", relay_service.run(app[appkeys.REGISTRY], role_set)))
+            role_set.set("relay", True, "starting")
+            bodies.append(("relay", app[appkeys.RELAY].run(role_set)))
         if "checker" in roles:
             bodies.append(("checker", checker_service.run(role_set)))
         async with contextlib.AsyncExitStack() as stack:

@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 
 from kitchencam.metrics import Metrics
 from kitchencam.registry import Registry
+from kitchencam.relay.hub import RelayHub
 from kitchencam.roles import RoleSet
 from kitchencam.settings import Settings
 from kitchencam.users import Users
@@ -17,3 +18,4 @@ REGISTRY = web.AppKey("registry", Registry)
 USERS = web.AppKey("users", Users)
 METRICS = web.AppKey("metrics", Metrics)
 ROLES = web.AppKey("roles", RoleSet)
+RELAY = web.AppKey("relay", RelayHub)

@@ -19,6 +19,23 @@ together with their indexes, so a crash never leaves a record without its index 
 | ``kc:usertoken:{sha256}`` | string | user name of a user API token |
 | ``kc:changes`` | stream | registry changes: ``kind``, ``id``, ``op`` (``CHANGES_MAXLEN``) |
 | ``kc:role:{role}:{instance}`` | string | heartbeat of a running role instance, expires |
+| ``kc:transitions`` | stream | compliance news for the checker: monitor transitions with evidence, holds, switches (``TRANSITIONS_MAXLEN``; consumer group ``checkers``) |
+| ``kc:camera:{cid}:relay`` | string | instance of the relay analysing the camera; expires after ``HELD_TTL_S`` |
+| ``kc:held`` | sorted set | camera ids, scored by when their relay's hold runs out (wall clock, s) |
+| ``kc:camera:{cid}:monitor`` | string | the relay-side monitor's memory and baseline (JSON), written on change |
+| ``kc:camera:{cid}:state`` | string | the camera's published compliance state (JSON), written by the checker |
+| ``kc:camera:{cid}:reference`` | string | the approved reference view: snapshot sha, who, when (JSON) |
+| ``kc:camera:{cid}:preview`` | string | sha of the camera's latest preview snapshot, expires |
+| ``kc:snapshot:{sha256}`` | hash | an evidence JPEG (base64) with its camera, restaurant and time; expires |
+| ``kc:event:{eid}`` | string | a compliance event (JSON), ``eid`` the ``kc:transitions`` entry id; expires |
+| ``kc:events`` | sorted set | every event id, scored by event time (s) |
+| ``kc:camera:{cid}:events`` | sorted set | the camera's event ids, by event time |
+| ``kc:restaurant:{rid}:events`` | sorted set | the restaurant's event ids, by event time |
+| ``kc:restaurant:{rid}:webhook`` | string | the restaurant's webhook URL and encrypted secret (JSON) |
+| ``kc:restaurant:{rid}:webhook:log`` | list | the latest webhook delivery attempts (JSON, newest first, capped) |
+| ``kc:webhook:queue`` | sorted set | event ids awaiting webhook delivery, by next attempt time |
+| ``kc:webhook:delivery:{eid}`` | string | one webhook delivery's progress (JSON), expires |
+| ``kc:live:{cid}`` | string | the relay's figures for a camera it pulls (JSON), expires |
 """
 
 from __future__ import annotations
@@ -70,6 +87,11 @@ def user_token(digest: str) -> str:
     return f"kc:usertoken:{digest}"
 
 
+def live(cid: str) -> str:
+    """A pulled camera's figures, written by its relay."""
+    return f"kc:live:{cid}"
+
+
 def role_heartbeat(role: str, instance: str) -> str:
     """A running role instance's heartbeat."""
     return f"kc:role:{role}:{instance}"
@@ -78,3 +100,76 @@ def role_heartbeat(role: str, instance: str) -> str:
 def role_heartbeat_pattern(role: str) -> str:
     """Pattern matching every heartbeat of ``role``."""
     return f"kc:role:{role}:*"
+
+
+# -- compliance ------------------------------------------------------------------------------
+
+TRANSITIONS = "kc:transitions"
+TRANSITIONS_MAXLEN = 1_000_000
+CHECKER_GROUP = "checkers"
+HELD = "kc:held"
+HELD_TTL_S = 15
+HELD_REFRESH_S = 5.0
+EVENTS = "kc:events"
+WEBHOOK_QUEUE = "kc:webhook:queue"
+WEBHOOK_LOG_LENGTH = 100
+
+
+def camera_relay(cid: str) -> str:
+    """Which relay analyses the camera (expires unless refreshed)."""
+    return f"kc:camera:{cid}:relay"
+
+
+def camera_monitor(cid: str) -> str:
+    """The relay-side monitor's memory and baseline."""
+    return f"kc:camera:{cid}:monitor"
+
+
+def camera_state(cid: str) -> str:
+    """The camera's published compliance state."""
+    return f"kc:camera:{cid}:state"
+
+
+def camera_reference(cid: str) -> str:
+    """The camera's approved reference view."""
+    return f"kc:camera:{cid}:reference"
+
+
+def camera_preview(cid: str) -> str:
+    """The sha of the camera's latest preview snapshot."""
+    return f"kc:camera:{cid}:preview"
+
+
+def camera_events(cid: str) -> str:
+    """The camera's event ids by time."""
+    return f"kc:camera:{cid}:events"
+
+
+def restaurant_events(rid: str) -> str:
+    """The restaurant's event ids by time."""
+    return f"kc:restaurant:{rid}:events"
+
+
+def snapshot(sha: str) -> str:
+    """An evidence JPEG and what it shows."""
+    return f"kc:snapshot:{sha}"
+
+
+def event(eid: str) -> str:
+    """One compliance event."""
+    return f"kc:event:{eid}"
+
+
+def webhook(rid: str) -> str:
+    """A restaurant's webhook settings."""
+    return f"kc:restaurant:{rid}:webhook"
+
+
+def webhook_log(rid: str) -> str:
+    """A restaurant's latest webhook attempts."""
+    return f"kc:restaurant:{rid}:webhook:log"
+
+
+def webhook_delivery(eid: str) -> str:
+    """One webhook delivery's progress."""
+    return f"kc:webhook:delivery:{eid}"

@@ -59,3 +59,6 @@ def configure(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(max(logging.getLevelName(level), logging.INFO))
+    # aioice and aiortc narrate every ICE check at INFO; keep their warnings only.
+    for noisy in ("aioice", "aiortc"):
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))

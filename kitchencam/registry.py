@@ -218,6 +218,15 @@ class Registry:
         ids = await self._redis.zrange(index, offset, offset + min(limit, MAX_PAGE) - 1)
         return [Camera.model_validate_json(r) for r in await self._mget(keys.camera, ids)]
 
+    async def all_cameras(self) -> list[Camera]:
+        """Every camera, fetched in batches (for the relay and the checker)."""
+        ids = await self.all_camera_ids()
+        cameras: list[Camera] = []
+        for start in range(0, len(ids), MAX_PAGE):
+            raws = await self._mget(keys.camera, ids[start : start + MAX_PAGE])
+            cameras.extend(Camera.model_validate_json(r) for r in raws)
+        return cameras
+
     async def count_cameras(self) -> int:
         """How many cameras are registered."""
         return int(await self._redis.zcard(keys.CAMERAS))

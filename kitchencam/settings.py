@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 ENV_PREFIX = "KITCHENCAM_"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
 class SettingsError(Exception):
@@ -58,17 +60,92 @@ class Settings(BaseModel):
         "INFO", description="Log level of every role."
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    ice_servers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated STUN/TURN URLs offered to viewers, e.g. "
+            "`stun:stun.example.com:3478,turn:turn.example.com:3478?transport=udp`. "
+            "Empty: none (no public STUN server is ever used)."
+        ),
+    )
+    turn_username: str | None = Field(None, description="User name for the TURN servers.")
+    turn_password: SecretStr | None = Field(
+        None, description="Password for the TURN servers (sent to viewers in WHEP Link headers)."
+    )
+    webrtc_addresses: list[IPAddress] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated local IP addresses relays offer to viewers as ICE host candidates. "
+            "Empty: every address of the machine but loopback."
+        ),
+    )
+    max_viewers_per_camera: int = Field(
+        100, ge=1, le=100_000, description="Viewers one camera may have on one relay."
+    )
+    max_viewers: int = Field(
+        300, ge=1, le=100_000, description="Viewers one relay process may serve in all."
+    )
+    sample_interval_s: float = Field(
+        2.0,
+        ge=0.5,
+        le=60.0,
+        description=(
+            "Seconds between two analysed keyframes of a camera: at most one keyframe per "
+            "interval is decoded for the compliance checks."
+        ),
+    )
+    analysis_threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Threads of a relay's shared pool that decode and analyse sampled keyframes.",
+    )
+    event_retention_days: int = Field(
+        90,
+        ge=31,
+        le=3650,
+        description=(
+            "Days compliance events and their evidence snapshots are kept (at least 31, "
+            "for the 30-day uptime)."
+        ),
+    )
+    webhook_allow_networks: list[Network] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated networks webhook URLs may point into although the address policy "
+            "refuses them by default (loopback, private...)."
+        ),
+    )
+    webhook_retry_s: float = Field(
+        3600.0,
+        ge=0.0,
+        le=7 * 86400.0,
+        description="How long a failing webhook delivery is retried, with back-off (seconds).",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0.0, le=120.0, description="Time limit of one webhook POST (seconds)."
+    )
     instance: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9._-]{1,64}$",
         description="Name of this process in Redis and logs (default: host name and pid).",
     )
 
-    @field_validator("allow_networks", mode="before")
+    @field_validator(
+        "allow_networks", "ice_servers", "webrtc_addresses", "webhook_allow_networks", mode="before"
+    )
     @classmethod
     def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("ice_servers")
+    @classmethod
+    def _ice_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(ICE_SCHEMES) or len(url) < 7:
+                raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
         return value
 
     @field_validator("log_level", mode="before")
