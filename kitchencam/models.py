@@ -25,6 +25,13 @@ def _no_control(value: str) -> str:
     return value
 
 
+def _no_colon(value: str) -> str:
+    # RTSP clients (FFmpeg among them) split user:password at the first colon.
+    if ":" in value:
+        raise ValueError("RTSP user names cannot contain ':' (passwords can)")
+    return value
+
+
 def _stream(value: str) -> str:
     return parse_stream_url(value).url
 
@@ -44,7 +51,9 @@ Licence = Annotated[
     StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{3,63}$"),
 ]
 StreamUrl = Annotated[str, AfterValidator(_stream)]
-Username = Annotated[str, StringConstraints(max_length=128), AfterValidator(_no_control)]
+Username = Annotated[
+    str, StringConstraints(max_length=128), AfterValidator(_no_control), AfterValidator(_no_colon)
+]
 Password = Annotated[SecretStr, Field(max_length=256)]
 Transport = Literal["tcp", "udp"]
 

@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -19,12 +20,26 @@ from kitchencam import keys
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 5.0
+CANCEL_RETRY_S = 1.0
+CANCEL_ATTEMPTS = 30
 ROLE_NAMES = ("web", "relay", "checker")
 
 
 def instance_name() -> str:
     """This process's name in Redis: host name and pid."""
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that a library turned into another error.
+
+    redis-py can answer a cancelled command with a connection error; a retry loop that
+    catches it would swallow the cancellation and never stop. Call this first in such
+    ``except`` blocks.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 @dataclass
@@ -68,8 +83,30 @@ async def heartbeat(redis: Redis, roles: RoleSet) -> None:
                     )
                 await pipe.execute()
         except (RedisError, OSError) as err:
+            raise_if_cancelled()
             log.warning("cannot write heartbeats to Redis (%s); retrying", type(err).__name__)
         await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel ``tasks`` and wait until each has ended.
+
+    A cancellation can be lost on Python 3.11 when it races an ``asyncio.timeout`` inside a
+    library (redis-py uses them), and the task then carries on; cancelling again until it
+    ends makes shutdown certain.
+    """
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(CANCEL_ATTEMPTS):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_S)
+    for task in pending:
+        log.error("task %s did not stop after %s cancellations", task.get_name(), CANCEL_ATTEMPTS)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.debug("task %s ended with %r", task.get_name(), task.exception())
 
 
 @contextlib.asynccontextmanager
@@ -81,6 +118,4 @@ async def running_task(
     try:
         yield task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)

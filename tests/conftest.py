@@ -32,6 +32,18 @@ class FakeResolver:
         return [ipaddress.ip_address(a) for a in self.answers[host]]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_public_stun() -> None:
+    """aiortc falls back to a public STUN server when a configuration has no ICE servers
+    (None); tests must never reach outside 127.0.0.1, so that fallback fails loudly here."""
+    from aiortc.rtcicetransport import RTCIceGatherer
+
+    def refuse() -> list[object]:
+        raise AssertionError("a peer connection without iceServers=[] would use public STUN")
+
+    RTCIceGatherer.getDefaultIceServers = staticmethod(refuse)  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Redis server (the embedded one) for the whole session; yields its URL."""
@@ -50,8 +62,9 @@ def redis_url(redis_server: str) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Default settings with a private data directory."""
-    return load_settings({}, data_dir=str(tmp_path / "data"))
+    """Default settings with a private data directory; WebRTC on loopback only (tests send
+    traffic to nothing but 127.0.0.1)."""
+    return load_settings({}, data_dir=str(tmp_path / "data"), webrtc_addresses="127.0.0.1")
 
 
 @pytest.fixture
@@ -67,9 +80,9 @@ AppFactory = Callable[..., web.Application]
 def make_app(settings: Settings, redis_url: str, resolver: FakeResolver) -> AppFactory:
     """Build the real app (web role) with the test's settings, Redis and resolver."""
 
-    def make(**overrides: object) -> web.Application:
+    def make(roles: tuple[str, ...] = ("web",), **overrides: object) -> web.Application:
         s = settings.model_copy(update=overrides) if overrides else settings
-        return create_app(s, redis_url, roles=("web",), resolver=resolver)
+        return create_app(s, redis_url, roles=roles, resolver=resolver)
 
     return make
 

@@ -156,13 +156,20 @@ async def test_duplicate_licence_is_a_conflict(client: TestClient) -> None:
 
 async def test_passwords_with_at_and_colon_are_kept_exactly(client: TestClient) -> None:
     rid, token = await register(client)
-    cam = await add_camera(client, rid, token, username="ad:min", password="p@ss:w0rd/?#%")
+    cam = await add_camera(client, rid, token, username="ad@min", password="p@ss:w0rd/?#%")
     from kitchencam import appkeys
 
     registry = client.app[appkeys.REGISTRY]
     stored = await registry.get_camera(cam["id"])
     assert registry.camera_password(stored) == "p@ss:w0rd/?#%"
-    assert stored.username == "ad:min"
+    assert stored.username == "ad@min"
+    resp = await client.post(
+        f"/api/v1/restaurants/{rid}/cameras",
+        json=camera_body(username="ad:min"),
+        headers=bearer(token),
+    )
+    assert resp.status == 422
+    assert "cannot contain ':'" in (await resp.json())["error"]["fields"][0]["message"]
 
 
 async def test_unknown_route_is_json_404(client: TestClient) -> None:

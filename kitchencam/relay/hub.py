@@ -9,7 +9,6 @@ Redis for the API. Runs on the event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -28,12 +27,14 @@ from kitchencam.relay.media import StreamObserver
 from kitchencam.relay.stream import CameraStream
 from kitchencam.relay.supervisor import Supervisor
 from kitchencam.relay.webrtc import IceSettings, ViewerHub
-from kitchencam.roles import RoleSet
+from kitchencam.roles import RoleSet, cancel_and_wait, raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
 RESYNC_INTERVAL_S = 10.0
-CHANGES_BLOCK_MS = 2000
+# Registry changes are polled, not read with XREAD BLOCK: a blocking read cancelled at
+# shutdown can leave redis-py's task cancelling forever (seen with redis-py 8.1).
+CHANGES_POLL_S = 1.0
 FIGURES_INTERVAL_S = 5.0
 LIVE_TTL_S = 20
 REDIS_RETRY_S = 2.0
@@ -105,9 +106,7 @@ class RelayHub:
         try:
             await self._follow(roles)
         finally:
-            figures.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await figures
+            await cancel_and_wait(figures)
             await self.close()
 
     async def _follow(self, roles: RoleSet) -> None:
@@ -120,16 +119,16 @@ class RelayHub:
                     await self.sync(await self._registry.all_cameras())
                     next_resync = time.monotonic() + RESYNC_INTERVAL_S
                     roles.set("relay", True, f"pulling {len(self._pulls)} cameras")
-                entries: Any = await self._redis.xread(
-                    {keys.CHANGES: last_id}, block=CHANGES_BLOCK_MS, count=1000
-                )
+                entries: Any = await self._redis.xread({keys.CHANGES: last_id}, count=1000)
                 for _, messages in entries or []:
                     for entry_id, data in messages:
                         last_id = entry_id
                         if data.get("kind") == "camera":
                             await self.sync_one(data["id"])
                 roles.set("relay", True, f"pulling {len(self._pulls)} cameras")
+                await asyncio.sleep(CHANGES_POLL_S)
             except (RedisError, OSError) as err:
+                raise_if_cancelled()
                 roles.set("relay", True, f"media flows; waiting for Redis ({type(err).__name__})")
                 log.warning("relay cannot read the registry (%s); retrying", type(err).__name__)
                 next_resync = 0.0
@@ -198,7 +197,7 @@ class RelayHub:
     async def _stop(self, camera_id: str, why: str) -> None:
         pull = self._pulls.pop(camera_id)
         self._cancel(pull)
-        await asyncio.gather(*pull.tasks, return_exceptions=True)
+        await cancel_and_wait(*pull.tasks)
         await self.viewers.close_camera(camera_id)
         pull.main.close()
         log.info("camera %s: stopped pulling (%s)", camera_id, why)
@@ -207,9 +206,7 @@ class RelayHub:
         """Stop every ingest and viewer (waits for the ingest threads to end)."""
         for pull in self._pulls.values():
             self._cancel(pull)
-        await asyncio.gather(
-            *(t for p in self._pulls.values() for t in p.tasks), return_exceptions=True
-        )
+        await cancel_and_wait(*(t for p in self._pulls.values() for t in p.tasks))
         await self.viewers.close_all()
         for pull in self._pulls.values():
             pull.main.close()
@@ -224,6 +221,7 @@ class RelayHub:
             try:
                 await self.publish_figures()
             except (RedisError, OSError) as err:
+                raise_if_cancelled()
                 log.debug("cannot publish figures (%s)", type(err).__name__)
 
     async def publish_figures(self) -> None:

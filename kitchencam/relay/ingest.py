@@ -80,8 +80,9 @@ def translate(err: BaseException) -> IngestError:
         return IngestError(Reason.NOT_FOUND, "the camera has no stream at this path")
     if isinstance(err, ConnectionRefusedError):
         return IngestError(Reason.CONNECTION_REFUSED, "nothing listens at the camera's port")
-    if isinstance(err, TimeoutError):
-        return IngestError(Reason.TIMEOUT, "the camera did not answer in time")
+    if isinstance(err, TimeoutError | av.error.ExitError):
+        # PyAV's open/read timeouts interrupt FFmpeg, which reports an "exit" request.
+        return IngestError(Reason.TIMEOUT, "the camera did not answer or stopped sending")
     if isinstance(err, av.error.EOFError | EOFError):
         return IngestError(Reason.STREAM_ENDED, "the camera closed the stream")
     if isinstance(err, av.error.InvalidDataError):

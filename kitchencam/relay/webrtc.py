@@ -40,6 +40,9 @@ from kitchencam.relay.stream import CameraStream, ViewerQueue
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 15.0
+# A joining viewer gets the cached GOP faster than real time, but paced: sent in one burst,
+# a GOP overflows the viewer's socket buffer, and NACK history is too short to repair it.
+CATCHUP_BYTES_PER_S = 2_500_000
 H264_CLOCK_HZ = 90_000
 
 _default_host_addresses = aioice.ice.get_host_addresses
@@ -128,7 +131,13 @@ def check_offer(sdp: str, info: StreamInfo) -> list[RTCRtpCodecCapability]:
         raise OfferError("the SDP offer has no video section")
     media = video[0]
     ice = media.ice
-    if ice is None or not ice.usernameFragment or not ice.password or not media.dtls:
+    dtls = media.dtls
+    if (
+        ice is None
+        or not ice.usernameFragment
+        or not ice.password
+        or not (dtls and dtls.fingerprints)
+    ):
         raise OfferError("the SDP offer lacks ICE credentials or a DTLS fingerprint")
     if info.codec != "h264" or not info.profile_level_id:
         raise NotPlayable(
@@ -186,14 +195,24 @@ class PassthroughTrack(MediaStreamTrack):
     def __init__(self, queue: ViewerQueue) -> None:
         super().__init__()
         self._queue = queue
+        self._not_before = 0.0
 
     async def recv(self) -> AccessUnit:  # type: ignore[override]
-        """The next access unit for this viewer."""
+        """The next access unit for this viewer, paced while it catches up with live."""
         try:
-            return await self._queue.get()
+            au = await self._queue.get()
         except EOFError:
             self.stop()
             raise MediaStreamError from None
+        if len(self._queue) == 0:
+            self._not_before = 0.0
+            return au
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._not_before > now:
+            await asyncio.sleep(self._not_before - now)
+        self._not_before = max(now, self._not_before) + len(au.data) / CATCHUP_BYTES_PER_S
+        return au
 
 
 @dataclass
@@ -207,6 +226,7 @@ class ViewerSession:
     etag: str
     created: float = field(default_factory=time.monotonic)
     connected: bool = False
+    deadline: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -296,14 +316,6 @@ class ViewerHub:
         return session, pc.localDescription.sdp
 
     def _watch(self, session: ViewerSession) -> None:
-        @session.pc.on("connectionstatechange")
-        async def on_state() -> None:
-            state = session.pc.connectionState
-            if state == "connected":
-                session.connected = True
-            elif state in ("failed", "closed"):
-                await self.close(session.id, f"connection {state}")
-
         async def deadline() -> None:
             await asyncio.sleep(CONNECT_TIMEOUT_S)
             if not session.connected:
@@ -312,6 +324,16 @@ class ViewerHub:
         task = asyncio.create_task(deadline(), name=f"viewer-deadline-{session.id[:6]}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        session.deadline = task
+
+        @session.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = session.pc.connectionState
+            if state == "connected":
+                session.connected = True
+                task.cancel()
+            elif state in ("failed", "closed"):
+                await self.close(session.id, f"connection {state}")
 
     async def add_candidates(self, session: ViewerSession, fragment: str) -> int:
         """Add the remote ICE candidates of a trickle-ICE SDP fragment; return how many."""
@@ -335,6 +357,8 @@ class ViewerHub:
         stream = self._streams.pop(session_id, None)
         if session is None:
             return False
+        if session.deadline is not None and session.deadline is not asyncio.current_task():
+            session.deadline.cancel()
         if stream is not None:
             stream.remove_viewer(session.queue)
         with contextlib.suppress(Exception):

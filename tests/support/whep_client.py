@@ -33,7 +33,9 @@ class WhepViewer:
 
     base: str
     camera_id: str
-    pc: RTCPeerConnection = field(default_factory=lambda: RTCPeerConnection(RTCConfiguration()))
+    pc: RTCPeerConnection = field(
+        default_factory=lambda: RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    )
     location: str | None = None
     frames: int = 0
     sizes: set[tuple[int, int]] = field(default_factory=set)
