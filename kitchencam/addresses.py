@@ -209,3 +209,38 @@ class AddressPolicy:
                     "KITCHENCAM_ALLOW_NETWORKS"
                 )
         return ips[0]
+
+
+WEB_SCHEMES = {"http": 80, "https": 443}
+
+
+def parse_web_url(url: str) -> StreamAddress:
+    """Parse an ``http``/``https`` URL (a webhook) as strictly as a camera address.
+
+    The same rules as :func:`parse_stream_url` (no credentials, canonical hosts, no control
+    characters or fragments); check the result with :meth:`AddressPolicy.check` and connect
+    to the IP address it returns.
+    """
+    if not isinstance(url, str) or not url:
+        raise AddressError("give the webhook's address, e.g. https://example.com/kitchencam")
+    if len(url) > MAX_URL_LENGTH:
+        raise AddressError(f"the address is longer than {MAX_URL_LENGTH} characters")
+    if _PATH_FORBIDDEN.search(url):
+        raise AddressError("the address contains spaces, control characters or backslashes")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:
+        raise AddressError(f"the address is not a valid URL: {err}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in WEB_SCHEMES:
+        raise AddressError("use an https:// (or http://) address")
+    if "@" in parts.netloc:
+        raise AddressError("the address must not contain a user name or password")
+    if parts.fragment:
+        raise AddressError("the address must not have a #fragment")
+    host = canonical_host(parts.hostname or "")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return StreamAddress(scheme, host, port or WEB_SCHEMES[scheme], path)

@@ -12,8 +12,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from kitchencam import api, appkeys, keys, ops
+from kitchencam import api, appkeys, keys, ops, pages
 from kitchencam.addresses import AddressPolicy, Resolver, SystemResolver
+from kitchencam.compliance import api as compliance_api
 from kitchencam.compliance import service as checker_service
 from kitchencam.httperrors import errors_middleware
 from kitchencam.metrics import Metrics
@@ -22,7 +23,7 @@ from kitchencam.relay import whep
 from kitchencam.relay.figures import RelayCollector
 from kitchencam.relay.hub import ObserverFactory, RelayHub
 from kitchencam.relay.webrtc import IceSettings, ViewerHub, configure_host_addresses
-from kitchencam.roles import RoleSet, heartbeat, instance_name, running_task
+from kitchencam.roles import RoleSet, heartbeat, instance_name, raise_if_cancelled, running_task
 from kitchencam.secretbox import SecretBox, load_or_create_key
 from kitchencam.settings import Settings
 from kitchencam.users import Users
@@ -72,6 +73,7 @@ async def wait_for_redis(redis: aioredis.Redis, box: SecretBox) -> None:
             await check_key(redis, box)
             return
         except (RedisError, OSError) as err:
+            raise_if_cancelled()
             if time.monotonic() + delay > deadline:
                 raise StartupError(
                     f"cannot reach Redis ({type(err).__name__}: {err}) after "
@@ -116,14 +118,32 @@ def create_app(
     app[appkeys.USERS] = Users(redis)
     app[appkeys.METRICS] = Metrics()
     app[appkeys.ROLES] = RoleSet(roles, settings.instance or instance_name())
+    compliance = checker_service.build(
+        settings,
+        redis,
+        app[appkeys.REGISTRY],
+        box,
+        resolver or SystemResolver(),
+        app[appkeys.ROLES].instance,
+    )
+    app[appkeys.COMPLIANCE] = compliance
     app.router.add_routes(ops.routes)
     if "web" in roles:
         app.router.add_routes(api.routes)
+        app.router.add_routes(compliance_api.routes)
+        pages.setup(app)
     if "relay" in roles:
         configure_host_addresses([str(a) for a in settings.webrtc_addresses])
         ice = ice_settings(settings)
         viewers = ViewerHub(ice, settings.max_viewers_per_camera, settings.max_viewers)
-        hub = RelayHub(app[appkeys.REGISTRY], redis, policy, viewers, ice, observer_factory)
+        hub = RelayHub(
+            app[appkeys.REGISTRY],
+            redis,
+            policy,
+            viewers,
+            ice,
+            observer_factory or compliance.make_observer,
+        )
         app[appkeys.RELAY] = hub
         app[appkeys.METRICS].registry.register(RelayCollector(hub))
         app.router.add_routes(whep.routes)
@@ -147,8 +167,9 @@ def create_app(
         if "relay" in roles:
             role_set.set("relay", True, "starting")
             bodies.append(("relay", app[appkeys.RELAY].run(role_set)))
+            bodies.append(("relay-compliance", compliance.observers.run()))
         if "checker" in roles:
-            bodies.append(("checker", checker_service.run(role_set)))
+            bodies.append(("checker", checker_service.run(compliance, role_set)))
         async with contextlib.AsyncExitStack() as stack:
             for name, body in bodies:
                 await stack.enter_async_context(running_task(name, body))

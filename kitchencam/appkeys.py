@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
+from jinja2 import Environment
 from redis.asyncio import Redis
 
+from kitchencam.compliance.service import Compliance
 from kitchencam.metrics import Metrics
 from kitchencam.registry import Registry
 from kitchencam.relay.hub import RelayHub
@@ -19,3 +21,5 @@ USERS = web.AppKey("users", Users)
 METRICS = web.AppKey("metrics", Metrics)
 ROLES = web.AppKey("roles", RoleSet)
 RELAY = web.AppKey("relay", RelayHub)
+COMPLIANCE = web.AppKey("compliance", Compliance)
+TEMPLATES = web.AppKey("templates", Environment)

@@ -84,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--data-dir", help="data directory (KITCHENCAM_DATA_DIR)")
     sub.add_parser("gen-key", help="print a new KITCHENCAM_SECRET_KEY")
+    analyze = sub.add_parser(
+        "analyze",
+        help="run the compliance checks on a video file or camera URL, one JSON line per sample",
+        description="Sample keyframes of SOURCE (a video file, or an rtsp:// camera URL that "
+        "passes the address policy) and print one JSON line per sample: "
+        '{"t": <media seconds>, "state": "<state>", "measures": {...}}. No Redis needed.',
+    )
+    analyze.add_argument("source", metavar="SOURCE", help="video file or camera URL")
+    analyze.add_argument(
+        "--interval", type=float, help="seconds between samples (KITCHENCAM_SAMPLE_INTERVAL_S)"
+    )
+    analyze.add_argument("--max-seconds", type=float, help="stop after this much media time")
+    analyze.add_argument("--username", help="camera user name")
+    analyze.add_argument(
+        "--password-stdin", action="store_true", help="read the camera password from stdin"
+    )
     red = sub.add_parser(
         "redis",
         help="run a persistent Redis for the multi-process form (the Procfile's redis line)",
@@ -121,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(check_config(settings))
         elif args.command == "redis":
             sys.exit(run_redis(settings, args.port))
+        elif args.command == "analyze":
+            analyze_command(settings, args)
     except (CliError, StartupError, EmbeddedRedisError) as err:
         sys.exit(f"kitchencam: {err}")
 
@@ -287,3 +305,24 @@ def check_config(settings: Settings) -> int:
         return 1
     print("Redis: reachable")
     return 0
+
+
+def analyze_command(settings: Settings, args: argparse.Namespace) -> None:
+    """``kitchencam analyze SOURCE``."""
+    from kitchencam.compliance.analyze import AnalyzeError, run
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    try:
+        run(
+            args.source,
+            settings,
+            sys.stdout,
+            interval_s=args.interval,
+            max_seconds=args.max_seconds,
+            username=args.username,
+            password=password,
+        )
+    except AnalyzeError as err:
+        raise CliError(str(err)) from None
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass

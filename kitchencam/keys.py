@@ -19,23 +19,31 @@ together with their indexes, so a crash never leaves a record without its index 
 | ``kc:usertoken:{sha256}`` | string | user name of a user API token |
 | ``kc:changes`` | stream | registry changes: ``kind``, ``id``, ``op`` (``CHANGES_MAXLEN``) |
 | ``kc:role:{role}:{instance}`` | string | heartbeat of a running role instance, expires |
-| ``kc:transitions`` | stream | compliance news for the checker: monitor transitions with evidence, holds, switches (``TRANSITIONS_MAXLEN``; consumer group ``checkers``) |
-| ``kc:camera:{cid}:relay`` | string | instance of the relay analysing the camera; expires after ``HELD_TTL_S`` |
-| ``kc:held`` | sorted set | camera ids, scored by when their relay's hold runs out (wall clock, s) |
-| ``kc:camera:{cid}:monitor`` | string | the relay-side monitor's memory and baseline (JSON), written on change |
-| ``kc:camera:{cid}:state`` | string | the camera's published compliance state (JSON), written by the checker |
-| ``kc:camera:{cid}:reference`` | string | the approved reference view: snapshot sha, who, when (JSON) |
-| ``kc:camera:{cid}:preview`` | string | sha of the camera's latest preview snapshot, expires |
-| ``kc:snapshot:{sha256}`` | hash | an evidence JPEG (base64) with its camera, restaurant and time; expires |
-| ``kc:event:{eid}`` | string | a compliance event (JSON), ``eid`` the ``kc:transitions`` entry id; expires |
+| ``kc:live:{cid}`` | string | the relay's figures for a camera it pulls (JSON), expires |
+| ``kc:transitions`` | stream | compliance news for the checker (group ``checkers``) |
+| ``kc:camera:{cid}:relay`` | string | the relay analysing the camera; expires (``HELD_TTL_S``) |
+| ``kc:held`` | sorted set | camera ids, scored by when their hold runs out (s) |
+| ``kc:camera:{cid}:monitor`` | string | relay-side monitor memory and baseline (JSON) |
+| ``kc:camera:{cid}:state`` | string | the camera's published compliance state (JSON) |
+| ``kc:camera:{cid}:reference`` | hash | approved reference view: ``meta`` (JSON), ``jpeg`` |
+| ``kc:camera:{cid}:preview`` | hash | latest preview picture: ``jpeg``, ``sha``, ``t``; expires |
+| ``kc:snapshot:{sha256}`` | hash | evidence JPEG (base64), camera, restaurant, time; expires |
+| ``kc:event:{eid}`` | string | a compliance event (JSON; ``eid``: its news entry id); expires |
+| ``kc:applied:{eid}`` | string | a news entry a checker applied (idempotence); expires |
 | ``kc:events`` | sorted set | every event id, scored by event time (s) |
 | ``kc:camera:{cid}:events`` | sorted set | the camera's event ids, by event time |
 | ``kc:restaurant:{rid}:events`` | sorted set | the restaurant's event ids, by event time |
-| ``kc:restaurant:{rid}:webhook`` | string | the restaurant's webhook URL and encrypted secret (JSON) |
-| ``kc:restaurant:{rid}:webhook:log`` | list | the latest webhook delivery attempts (JSON, newest first, capped) |
-| ``kc:webhook:queue`` | sorted set | event ids awaiting webhook delivery, by next attempt time |
+| ``kc:restaurant:{rid}:webhook`` | string | webhook URL and encrypted secret (JSON) |
+| ``kc:restaurant:{rid}:webhook:log`` | list | latest webhook attempts (JSON, newest first) |
+| ``kc:webhook:queue`` | sorted set | event ids awaiting webhook delivery, by next attempt |
 | ``kc:webhook:delivery:{eid}`` | string | one webhook delivery's progress (JSON), expires |
-| ``kc:live:{cid}`` | string | the relay's figures for a camera it pulls (JSON), expires |
+| ``kc:webhook:delivery:{eid}:lock`` | string | the checker attempting that delivery; expires |
+
+Compliance news (``kc:transitions``) fields: ``kind`` (monitor, held, lost, switch,
+registered, deleted), ``camera``, ``t``, ``from``, ``to``, ``cause``, ``detail``,
+``measures`` (JSON), ``snapshot`` and ``last_good`` (SHA-256), ``relay``, ``enabled``.
+Relays write ``kc:camera:{cid}:relay`` (``SET EX``) and ``kc:held`` (``ZADD``) for all their
+cameras in one pipeline every ``HELD_REFRESH_S``.
 """
 
 from __future__ import annotations
@@ -113,6 +121,7 @@ HELD_REFRESH_S = 5.0
 EVENTS = "kc:events"
 WEBHOOK_QUEUE = "kc:webhook:queue"
 WEBHOOK_LOG_LENGTH = 100
+APPLIED_TTL_S = 30 * 86400
 
 
 def camera_relay(cid: str) -> str:
@@ -136,7 +145,7 @@ def camera_reference(cid: str) -> str:
 
 
 def camera_preview(cid: str) -> str:
-    """The sha of the camera's latest preview snapshot."""
+    """The camera's latest preview picture."""
     return f"kc:camera:{cid}:preview"
 
 
@@ -173,3 +182,8 @@ def webhook_log(rid: str) -> str:
 def webhook_delivery(eid: str) -> str:
     """One webhook delivery's progress."""
     return f"kc:webhook:delivery:{eid}"
+
+
+def applied(eid: str) -> str:
+    """Marks a ``kc:transitions`` entry as applied."""
+    return f"kc:applied:{eid}"

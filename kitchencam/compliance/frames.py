@@ -101,7 +101,7 @@ def analysis_plane(frame: av.VideoFrame) -> Gray:
     small = frame.reformat(
         width=WORKING_WIDTH, height=WORKING_HEIGHT, format="gray", interpolation="AREA"
     )
-    plane: Gray = small.to_ndarray()
+    plane: Gray = np.asarray(small.to_ndarray(), dtype=np.uint8)
     return plane
 
 

@@ -17,12 +17,14 @@ from typing import Any, Final
 
 import av
 
+from kitchencam.compliance.analysers import FrameMeasures
 from kitchencam.compliance.baseline import Baseline
 from kitchencam.compliance.frames import JpegSnapshot, analysis_plane, decode_jpeg, encode_jpeg
 from kitchencam.compliance.states import (
     CameraMonitor,
     Config,
     Evidence,
+    FrameSample,
     LeaseHeld,
     LeaseLost,
     Memory,
@@ -30,8 +32,11 @@ from kitchencam.compliance.states import (
     Step,
 )
 
-PREVIEW_INTERVAL_S: Final = 60.0
-"""A preview JPEG (for the portal, and for re-approving the reference) once a minute."""
+PREVIEW_INTERVAL_S: Final = 600.0
+"""A preview JPEG (for the portal, and for re-approving the reference) every 10 minutes..."""
+
+PREVIEW_WIDTH: Final = 320
+"""...320 px wide (about 8 KB): 100,000 cameras write about 1.5 MB/s of previews to Redis."""
 
 BASELINE_SAVE_INTERVAL_S: Final = 60.0
 """The baseline learns a little from every good sample; it is saved at most once a minute
@@ -54,6 +59,8 @@ class Outcome:
     preview: JpegSnapshot | None = None
     save: bool = False
     """The monitor's memory changed (or the baseline is due): save it."""
+    measures: FrameMeasures | None = None
+    """What the analysers measured on the sampled picture."""
 
 
 def memory_signature(memory: Memory) -> dict[str, Any]:
@@ -62,6 +69,17 @@ def memory_signature(memory: Memory) -> dict[str, Any]:
     for name in _CLOCK_FIELDS:
         data.pop(name)
     return data
+
+
+class _Monitor(CameraMonitor):
+    """The core's monitor, remembering the measures of the latest sample (for reports)."""
+
+    last_measures: FrameMeasures | None = None
+
+    def observe(self, evidence: Evidence) -> Step:
+        if isinstance(evidence, FrameSample):
+            self.last_measures = evidence.measures
+        return super().observe(evidence)
 
 
 class CameraAnalysis:
@@ -75,7 +93,7 @@ class CameraAnalysis:
         baseline: Baseline | None = None,
         auto_reference: bool = True,
     ) -> None:
-        self.monitor = CameraMonitor(config, baseline=baseline, memory=memory)
+        self.monitor = _Monitor(config, baseline=baseline, memory=memory)
         self.has_reference = False
         self.auto_reference = auto_reference
         self._last_good: av.VideoFrame | None = None
@@ -133,9 +151,10 @@ class CameraAnalysis:
             last_good = self.last_good()
         preview = None
         if self._preview_t is None or t - self._preview_t >= PREVIEW_INTERVAL_S:
-            preview = snapshot or approved or encode_jpeg(frame)
+            preview = encode_jpeg(frame, PREVIEW_WIDTH)
             self._preview_t = t
-        return Outcome(result, snapshot, last_good, approved, preview, self._due(t))
+        measures = self.monitor.last_measures
+        return Outcome(result, snapshot, last_good, approved, preview, self._due(t), measures)
 
     def observe(self, evidence: Evidence) -> Outcome:
         """Take in evidence without a picture (connection news, heartbeats, ticks)."""

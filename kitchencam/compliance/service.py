@@ -1,13 +1,72 @@
-"""The checker role: for now it only reports that it runs (analysis lands with the checker)."""
+"""The compliance side of a process: what the relay, the checker and the API share.
+
+:func:`build` makes it once per process (the app factory calls it); the relay role uses its
+observer factory, the checker role runs :func:`run`, and the API reads through its store.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
+from kitchencam.addresses import Resolver
+from kitchencam.compliance.checker import Checker
+from kitchencam.compliance.sampler import KeyframeSampler, Observers
+from kitchencam.compliance.store import ComplianceStore
+from kitchencam.compliance.webhooks import Deliverer, Webhooks
+from kitchencam.models import Camera
+from kitchencam.registry import Registry
 from kitchencam.roles import RoleSet
+from kitchencam.secretbox import SecretBox
+from kitchencam.settings import Settings
 
 
-async def run(roles: RoleSet) -> None:
-    """Mark the role running and wait until cancelled."""
-    roles.set("checker", True, "running")
-    await asyncio.Event().wait()
+@dataclass
+class Compliance:
+    """The compliance store, webhooks, and (in a relay) the observer factory."""
+
+    store: ComplianceStore
+    webhooks: Webhooks
+    registry: Registry
+    settings: Settings
+    instance: str
+    observers: Observers
+
+    def make_observer(self, camera: Camera) -> KeyframeSampler:
+        """The relay hub's observer factory: a started sampler for one camera."""
+        return self.observers.make_observer(camera)
+
+
+def build(
+    settings: Settings,
+    redis: Redis,
+    registry: Registry,
+    box: SecretBox,
+    resolver: Resolver,
+    instance: str,
+) -> Compliance:
+    """Everything compliance needs in this process; nothing connects yet."""
+    store = ComplianceStore(redis, settings.event_retention_days)
+    hooks = Webhooks(redis, box, settings.webhook_allow_networks, resolver)
+    observers = Observers(
+        store,
+        instance,
+        interval_s=settings.sample_interval_s,
+        threads=settings.analysis_threads,
+    )
+    return Compliance(store, hooks, registry, settings, instance, observers)
+
+
+async def run(compliance: Compliance, roles: RoleSet) -> None:
+    """The checker role: consume compliance news and deliver webhooks, until cancelled."""
+    roles.set("checker", True, "starting")
+    checker = Checker(compliance.store, compliance.registry, compliance.instance)
+    deliverer = Deliverer(
+        compliance.webhooks,
+        compliance.instance,
+        retry_s=compliance.settings.webhook_retry_s,
+        timeout_s=compliance.settings.webhook_timeout_s,
+    )
+    await asyncio.gather(checker.run(roles), deliverer.run())

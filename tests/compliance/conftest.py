@@ -282,3 +282,39 @@ class Media:
 def media() -> type[Media]:
     """Synthetic kitchen scenes and a camera model."""
     return Media
+
+
+# --- the shells: real Redis, the real registry --------------------------------------------
+
+
+@dataclass
+class World:
+    """A real Redis with a registered restaurant and camera, and the compliance store."""
+
+    redis: Any
+    registry: Any
+    store: Any
+    restaurant: Any
+    camera: Any
+
+
+@pytest.fixture
+async def world(redis_url: str, resolver: Any) -> Any:
+    """A restaurant in Wan Chai with one camera, on the session's Redis (emptied)."""
+    import redis.asyncio as aioredis
+
+    from kitchencam.addresses import AddressPolicy
+    from kitchencam.compliance.store import ComplianceStore
+    from kitchencam.models import CameraCreate, RestaurantCreate
+    from kitchencam.registry import Registry
+    from kitchencam.secretbox import SecretBox, generate_key
+    from tests.helpers import camera_body, restaurant_body
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    registry = Registry(client, SecretBox(generate_key()), AddressPolicy(resolver=resolver))
+    restaurant, _ = await registry.create_restaurant(
+        RestaurantCreate.model_validate(restaurant_body())
+    )
+    camera = await registry.create_camera(restaurant.id, CameraCreate.model_validate(camera_body()))
+    yield World(client, registry, ComplianceStore(client), restaurant, camera)
+    await client.aclose()
