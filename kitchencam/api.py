@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
-from kitchencam import appkeys
+from kitchencam import appkeys, keys
 from kitchencam.auth import Principal, principal, require_access
 from kitchencam.httperrors import ApiError, read_json
-from kitchencam.models import CameraCreate, CameraUpdate, RestaurantCreate, RestaurantUpdate
+from kitchencam.models import (
+    Camera,
+    CameraCreate,
+    CameraUpdate,
+    RestaurantCreate,
+    RestaurantUpdate,
+)
 from kitchencam.registry import MAX_PAGE
 
 routes = web.RouteTableDef()
 PREFIX = "/api/v1"
+
+
+async def _shown(
+    request: web.Request, who: Principal, cameras: list[Camera]
+) -> list[dict[str, object]]:
+    """Cameras as the caller may see them, each with its relay's live figures (``live``:
+    state, codec, profile, resolution, fps, bitrate, keyframe interval, last packet age,
+    reconnects, dropped pictures, viewers; ``null`` when no relay pulls it)."""
+    if not cameras:
+        return []
+    raws = await request.app[appkeys.REDIS].mget([keys.live(c.id) for c in cameras])
+    return [
+        {**c.public(owner=who.owns(c.restaurant_id)), "live": json.loads(raw) if raw else None}
+        for c, raw in zip(cameras, raws, strict=True)
+    ]
 
 
 def _page(request: web.Request) -> tuple[int, int]:
@@ -96,7 +119,7 @@ async def list_restaurant_cameras(request: web.Request) -> web.Response:
     registry = request.app[appkeys.REGISTRY]
     await registry.get_restaurant(rid)
     cameras = await registry.list_cameras(rid)
-    return web.json_response({"cameras": [c.public(owner=who.owns(rid)) for c in cameras]})
+    return web.json_response({"cameras": await _shown(request, who, cameras)})
 
 
 @routes.post(PREFIX + "/restaurants/{rid}/cameras")
@@ -122,9 +145,7 @@ async def list_cameras(request: web.Request) -> web.Response:
     offset, limit = _page(request)
     rid = None if who.is_regulator else who.ident
     cameras = await registry.list_cameras(rid, offset, limit)
-    return web.json_response(
-        {"cameras": [c.public(owner=who.owns(c.restaurant_id)) for c in cameras]}
-    )
+    return web.json_response({"cameras": await _shown(request, who, cameras)})
 
 
 async def _camera_for(request: web.Request, who: Principal, *, write: bool) -> str:
@@ -140,7 +161,7 @@ async def get_camera(request: web.Request) -> web.Response:
     who = await principal(request)
     cid = await _camera_for(request, who, write=False)
     camera = await request.app[appkeys.REGISTRY].get_camera(cid)
-    return web.json_response(camera.public(owner=who.owns(camera.restaurant_id)))
+    return web.json_response((await _shown(request, who, [camera]))[0])
 
 
 @routes.patch(PREFIX + "/cameras/{cid}")

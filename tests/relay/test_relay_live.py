@@ -207,3 +207,31 @@ async def test_shutdown_ends_every_thread_and_peer(
     assert not [t for t in threading.enumerate() if t.name.startswith("ingest-")]
     assert app[appkeys.RELAY].viewers.count == 0
     await viewer.close()
+
+
+async def test_camera_figures_reach_the_api_and_metrics(
+    relay: TestClient, camera: RtspCamera
+) -> None:
+    from tests.helpers import bearer, camera_body, register
+
+    rid, token = await register(relay)
+    resp = await relay.post(
+        f"/api/v1/restaurants/{rid}/cameras",
+        json=camera_body(url=camera.url, password=None),
+        headers=bearer(token),
+    )
+    cid = (await resp.json())["id"]
+    await wait_live(relay, cid)
+    hub = relay.app[appkeys.RELAY]
+    stream = hub.stream(cid)
+    assert stream is not None
+    await wait_for(lambda: stream.figures()["fps"] > 0, 10, "a frame rate")
+    await hub.publish_figures()
+    live = (await (await relay.get(f"/api/v1/cameras/{cid}", headers=bearer(token))).json())["live"]
+    assert live["state"] == "live" and live["codec"] == "h264" and live["profile"] == "Main"
+    assert (live["width"], live["height"]) == (320, 240)
+    assert 15 < live["fps"] < 35 and live["bitrate_bps"] > 0 and live["viewers"] == 0
+    _, other = await register(relay)
+    assert (await relay.get(f"/api/v1/cameras/{cid}", headers=bearer(other))).status == 403
+    metrics = await (await relay.get("/metrics")).text()
+    assert f'kitchencam_camera_live{{camera="{cid}"}} 1.0' in metrics
