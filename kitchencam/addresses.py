@@ -68,8 +68,24 @@ def _format(scheme: str, netloc_host: str, port: int, path: str) -> str:
 
 def parse_stream_url(url: str) -> StreamAddress:
     """Parse a camera URL strictly; ``AddressError`` says what is wrong."""
+    return _parse(
+        url,
+        SCHEMES,
+        example="rtsp://camera.example.com/live",
+        wrong_scheme="use rtsp:// or rtsps://",
+        credentials=(
+            "put the camera's user name and password in the username and password fields, "
+            "not in the address"
+        ),
+    )
+
+
+def _parse(
+    url: str, schemes: dict[str, int], *, example: str, wrong_scheme: str, credentials: str
+) -> StreamAddress:
+    """The strict URL rules shared by camera and webhook addresses."""
     if not isinstance(url, str) or not url:
-        raise AddressError("give the camera's stream address, e.g. rtsp://camera.example.com/live")
+        raise AddressError(f"give the address, e.g. {example}")
     if len(url) > MAX_URL_LENGTH:
         raise AddressError(f"the address is longer than {MAX_URL_LENGTH} characters")
     if _PATH_FORBIDDEN.search(url):
@@ -80,23 +96,18 @@ def parse_stream_url(url: str) -> StreamAddress:
     except ValueError as err:
         raise AddressError(f"the address is not a valid URL: {err}") from None
     scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
-        raise AddressError(
-            f"scheme {parts.scheme + ':' if parts.scheme else '(none)'} is not allowed; "
-            "use rtsp:// or rtsps://"
-        )
+    if scheme not in schemes:
+        shown = parts.scheme + ":" if parts.scheme else "(none)"
+        raise AddressError(f"scheme {shown} is not allowed; {wrong_scheme}")
     if "@" in parts.netloc:
-        raise AddressError(
-            "put the camera's user name and password in the username and password fields, "
-            "not in the address"
-        )
+        raise AddressError(credentials)
     if parts.fragment:
         raise AddressError("the address must not have a #fragment")
     host = canonical_host(parts.hostname or "")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return StreamAddress(scheme, host, port or SCHEMES[scheme], path)
+    return StreamAddress(scheme, host, port or schemes[scheme], path)
 
 
 def canonical_host(host: str) -> str:
@@ -221,26 +232,10 @@ def parse_web_url(url: str) -> StreamAddress:
     characters or fragments); check the result with :meth:`AddressPolicy.check` and connect
     to the IP address it returns.
     """
-    if not isinstance(url, str) or not url:
-        raise AddressError("give the webhook's address, e.g. https://example.com/kitchencam")
-    if len(url) > MAX_URL_LENGTH:
-        raise AddressError(f"the address is longer than {MAX_URL_LENGTH} characters")
-    if _PATH_FORBIDDEN.search(url):
-        raise AddressError("the address contains spaces, control characters or backslashes")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as err:
-        raise AddressError(f"the address is not a valid URL: {err}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in WEB_SCHEMES:
-        raise AddressError("use an https:// (or http://) address")
-    if "@" in parts.netloc:
-        raise AddressError("the address must not contain a user name or password")
-    if parts.fragment:
-        raise AddressError("the address must not have a #fragment")
-    host = canonical_host(parts.hostname or "")
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    return StreamAddress(scheme, host, port or WEB_SCHEMES[scheme], path)
+    return _parse(
+        url,
+        WEB_SCHEMES,
+        example="https://example.com/kitchencam",
+        wrong_scheme="use an https:// (or http://) address",
+        credentials="the address must not contain a user name or password",
+    )
