@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from kitchencam import appkeys
 from tests.helpers import bearer
-from tests.relay.conftest import add_live_camera, wait_for
+from tests.relay.conftest import add_live_camera
 from tests.support.camera import RtspCamera
 from tests.support.serve import free_port
 from tests.support.whep_client import WhepViewer
@@ -214,4 +214,3 @@ async def test_unknown_sessions_are_404(relay: TestClient, method: str) -> None:
         headers={"Content-Type": "application/trickle-ice-sdpfrag"},
     )
     assert resp.status == 404
-    await wait_for(lambda: True, 1, "nothing")
