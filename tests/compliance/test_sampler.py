@@ -4,7 +4,6 @@ raises offline; a busy camera skips keyframes instead of queueing them."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
 
@@ -163,5 +162,4 @@ async def test_closed_sampler_ignores_late_media(world: Any) -> None:
     units, info = access_units("good", keyframes_only=True)
     sampler.on_access_unit(units[0].au, info)
     await observers.aclose()
-    await asyncio.sleep(0)
     assert sampler.samples == 0 and observers.sampler(world.camera.id) is None
