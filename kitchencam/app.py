@@ -23,7 +23,7 @@ from kitchencam.relay import whep
 from kitchencam.relay.figures import RelayCollector
 from kitchencam.relay.hub import ObserverFactory, RelayHub
 from kitchencam.relay.webrtc import IceSettings, ViewerHub, configure_host_addresses
-from kitchencam.roles import RoleSet, heartbeat, instance_name, raise_if_cancelled, running_task
+from kitchencam.roles import RoleSet, heartbeat, instance_name, running_task
 from kitchencam.secretbox import SecretBox, load_or_create_key
 from kitchencam.settings import Settings
 from kitchencam.users import Users
@@ -73,7 +73,6 @@ async def wait_for_redis(redis: aioredis.Redis, box: SecretBox) -> None:
             await check_key(redis, box)
             return
         except (RedisError, OSError) as err:
-            raise_if_cancelled()
             if time.monotonic() + delay > deadline:
                 raise StartupError(
                     f"cannot reach Redis ({type(err).__name__}: {err}) after "

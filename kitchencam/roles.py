@@ -30,18 +30,6 @@ def instance_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def raise_if_cancelled() -> None:
-    """Re-raise a cancellation that a library turned into another error.
-
-    redis-py can answer a cancelled command with a connection error; a retry loop that
-    catches it would swallow the cancellation and never stop. Call this first in such
-    ``except`` blocks.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 @dataclass
 class RoleState:
     """How one role of this process is doing."""
@@ -83,7 +71,6 @@ async def heartbeat(redis: Redis, roles: RoleSet) -> None:
                     )
                 await pipe.execute()
         except (RedisError, OSError) as err:
-            raise_if_cancelled()
             log.warning("cannot write heartbeats to Redis (%s); retrying", type(err).__name__)
         await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 

@@ -37,7 +37,7 @@ from kitchencam.compliance.states import State
 from kitchencam.compliance.store import ComplianceStore
 from kitchencam.models import Camera
 from kitchencam.registry import NotFound, Registry
-from kitchencam.roles import RoleSet, raise_if_cancelled
+from kitchencam.roles import RoleSet
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,6 @@ class Checker:
                 if roles is not None:
                     roles.set("checker", True, f"{self.applied} news applied")
             except (RedisError, OSError) as err:
-                raise_if_cancelled()
                 ready = False
                 if roles is not None:
                     roles.set("checker", True, f"waiting for Redis ({type(err).__name__})")

@@ -48,7 +48,6 @@ from kitchencam.compliance.store import ComplianceStore
 from kitchencam.logs import redact
 from kitchencam.models import Camera
 from kitchencam.relay.media import AccessUnit, IngestState, IngestStatus, Reason, StreamInfo
-from kitchencam.roles import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +253,6 @@ class KeyframeSampler:
                 await store.refresh_held([self.camera_id], self._owner.instance)
                 break
             except (RedisError, OSError) as err:
-                raise_if_cancelled()
                 log.warning("camera %s: cannot load its monitor (%s)", self.camera_id, err)
                 await asyncio.sleep(WRITE_RETRY_S[-1])
         self._submit(_Load(self._owner.clock(), memory, baseline, reference))
@@ -372,7 +370,6 @@ class KeyframeSampler:
                     await self._write_one(result)
                     break
                 except (RedisError, OSError) as err:
-                    raise_if_cancelled()
                     delay = next(delays, WRITE_RETRY_S[-1])
                     log.warning(
                         "camera %s: cannot write compliance news (%s); retrying in %.1fs",
@@ -494,7 +491,6 @@ class Observers:
             try:
                 await self.store.refresh_held(list(self._samplers), self.instance)
             except (RedisError, OSError) as err:
-                raise_if_cancelled()
                 log.warning("cannot refresh camera holds (%s)", type(err).__name__)
             await asyncio.sleep(keys.HELD_REFRESH_S)
 
@@ -513,7 +509,6 @@ class Observers:
                             if sampler is not None:
                                 await sampler.approve()
             except (RedisError, OSError) as err:
-                raise_if_cancelled()
                 log.warning("cannot follow reference approvals (%s)", type(err).__name__)
                 await asyncio.sleep(WRITE_RETRY_S[-1])
 

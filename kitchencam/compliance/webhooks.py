@@ -45,7 +45,6 @@ from kitchencam.addresses import (
     refusal,
 )
 from kitchencam.compliance.records import Event
-from kitchencam.roles import raise_if_cancelled
 from kitchencam.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
@@ -220,7 +219,6 @@ class Deliverer:
             try:
                 await self.deliver_due()
             except (RedisError, OSError) as err:
-                raise_if_cancelled()
                 log.warning("webhooks: cannot reach Redis (%s)", type(err).__name__)
             await asyncio.sleep(POLL_S)
 

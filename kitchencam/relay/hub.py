@@ -27,7 +27,7 @@ from kitchencam.relay.media import StreamObserver
 from kitchencam.relay.stream import CameraStream
 from kitchencam.relay.supervisor import Supervisor
 from kitchencam.relay.webrtc import IceSettings, ViewerHub
-from kitchencam.roles import RoleSet, cancel_and_wait, raise_if_cancelled
+from kitchencam.roles import RoleSet, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,6 @@ class RelayHub:
                 roles.set("relay", True, f"pulling {len(self._pulls)} cameras")
                 await asyncio.sleep(CHANGES_POLL_S)
             except (RedisError, OSError) as err:
-                raise_if_cancelled()
                 roles.set("relay", True, f"media flows; waiting for Redis ({type(err).__name__})")
                 log.warning("relay cannot read the registry (%s); retrying", type(err).__name__)
                 next_resync = 0.0
@@ -221,7 +220,6 @@ class RelayHub:
             try:
                 await self.publish_figures()
             except (RedisError, OSError) as err:
-                raise_if_cancelled()
                 log.debug("cannot publish figures (%s)", type(err).__name__)
 
     async def publish_figures(self) -> None:
