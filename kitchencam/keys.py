@@ -20,6 +20,10 @@ together with their indexes, so a crash never leaves a record without its index 
 | ``kc:changes`` | stream | registry changes: ``kind``, ``id``, ``op`` (``CHANGES_MAXLEN``) |
 | ``kc:role:{role}:{instance}`` | string | heartbeat of a running role instance, expires |
 | ``kc:live:{cid}`` | string | the relay's figures for a camera it pulls (JSON), expires |
+| ``kc:lease:{cid}`` | string | the relay pulling the camera: ``{relay_id} {fence}``; expires |
+| ``kc:fence:{cid}`` | string | the camera's fencing counter (``INCR`` at every claim) |
+| ``kc:relays`` | sorted set | relay ids, scored by when their advertisement runs out (s) |
+| ``kc:relay:{relay_id}`` | string | a relay's signalling URL and load (JSON), expires |
 | ``kc:transitions`` | stream | compliance news for the checker (group ``checkers``) |
 | ``kc:camera:{cid}:relay`` | string | the relay analysing the camera; expires (``HELD_TTL_S``) |
 | ``kc:held`` | sorted set | camera ids, scored by when their hold runs out (s) |
@@ -98,6 +102,24 @@ def user_token(digest: str) -> str:
 def live(cid: str) -> str:
     """A pulled camera's figures, written by its relay."""
     return f"kc:live:{cid}"
+
+
+RELAYS = "kc:relays"
+
+
+def lease(cid: str) -> str:
+    """Which relay pulls the camera, and its fencing token; expires unless renewed."""
+    return f"kc:lease:{cid}"
+
+
+def fence(cid: str) -> str:
+    """The camera's fencing counter."""
+    return f"kc:fence:{cid}"
+
+
+def relay(relay_id: str) -> str:
+    """A relay's advertisement: where web processes forward its viewers' signalling."""
+    return f"kc:relay:{relay_id}"
 
 
 def role_heartbeat(role: str, instance: str) -> str:
