@@ -41,10 +41,11 @@ def lease_value(relay_id: str, fence: int) -> str:
 
 async def holder(redis: Redis, camera_id: str) -> Holder | None:
     """The relay that holds ``camera_id`` now, or None when no relay holds it."""
-    lease = parse_lease(await redis.get(keys.lease(camera_id)))
+    raw = await redis.get(keys.lease(camera_id))
+    lease = parse_lease(str(raw) if raw is not None else None)
     if lease is None:
         return None
     relay_id, fence = lease
     advert = await redis.get(keys.relay(relay_id))
-    url = json.loads(advert).get("url") if advert else None
+    url = json.loads(str(advert)).get("url") if advert else None
     return Holder(relay_id, fence, url)
