@@ -158,7 +158,11 @@ def check_offer(sdp: str, info: StreamInfo) -> list[RTCRtpCodecCapability]:
         want = None
     exact = [c for c in offered if _profile(c) == want]
     if exact:
-        profile_level_id = info.profile_level_id
+        # Answer with the browser's own string for the camera's profile: aiortc matches an
+        # offered codec to the first local one of the same profile, so a camera string that
+        # differs only in constraint flags or level (42c01e against 42e01f) would be dropped
+        # again by the codec preferences and the negotiation would fail.
+        profile_level_id = str(exact[0].parameters.get("profile-level-id", info.profile_level_id))
     else:
         # The browser does not list the camera's profile. Its decoder still plays it in
         # practice (Chromium plays Main under 42e01f); answer with what it offered.
