@@ -22,10 +22,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import av
 from redis.exceptions import RedisError
@@ -47,6 +47,8 @@ from kitchencam.compliance.states import (
 from kitchencam.compliance.store import ComplianceStore
 from kitchencam.logs import redact
 from kitchencam.models import Camera
+from kitchencam.redisconn import RedisOutage
+from kitchencam.relay.leases import FencedBatch, LeaseLost
 from kitchencam.relay.media import AccessUnit, IngestState, IngestStatus, Reason, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -61,10 +63,10 @@ keyframe jitter around a GOP equal to the interval does not halve the sampling r
 MAX_JOBS: Final = 16
 """Jobs queued per camera (frames: one at most; connection news and ticks: coalesced)."""
 
-WRITE_RETRY_S: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
-"""Back-off of a Redis write that failed; the last value repeats until the write succeeds."""
-
 CLOSE_TIMEOUT_S: Final = 5.0
+LEASE_RETRY_S: Final = 0.5
+"""Wait before retrying a write refused by the camera's lease (the relay checks the lease at
+once: it re-claims a lease that vanished, or stops the camera and closes this sampler)."""
 FOLLOW_POLL_S: Final = 1.0
 """How often a relay looks for newly approved reference views."""
 
@@ -156,6 +158,7 @@ class KeyframeSampler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox: asyncio.Queue[_Result] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._finishing: asyncio.Task[None] | None = None
         self.samples = 0
         self.skipped = 0
         """Keyframes not analysed because the previous one was still being analysed."""
@@ -215,9 +218,16 @@ class KeyframeSampler:
         self._closed = True
         self._owner.forget(self)
         if self._loop is not None:
-            self._owner.track(
-                self._loop.create_task(self._finish(), name=f"compliance-close-{self.camera_id}")
+            self._finishing = self._loop.create_task(
+                self._finish(), name=f"compliance-close-{self.camera_id}"
             )
+            self._owner.track(self._finishing)
+
+    async def wait_closed(self) -> None:
+        """Wait until the news pending at ``close()`` is written (at most ``CLOSE_TIMEOUT_S``
+        and the last write): the relay hub waits for it before giving the camera's lease up."""
+        if self._finishing is not None:
+            await asyncio.wait({self._finishing})
 
     async def _finish(self) -> None:
         for task in self._tasks[::2]:  # the loader and the ticker
@@ -230,9 +240,13 @@ class KeyframeSampler:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         analysis = self._analysis
         if analysis is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._owner.store.save_monitor(
-                    self.camera_id, analysis.monitor.memory, analysis.monitor.baseline
+            memory, baseline = analysis.monitor.memory, analysis.monitor.baseline
+            with contextlib.suppress(RedisError, OSError, LeaseLost):
+                await self._owner.write(
+                    self.camera_id,
+                    lambda pipe: self._owner.store.stage_monitor(
+                        pipe, self.camera_id, memory, baseline
+                    ),
                 )
 
     def _pending(self) -> bool:
@@ -250,11 +264,17 @@ class KeyframeSampler:
             try:
                 memory, baseline = await store.load_monitor(self.camera_id)
                 reference = await store.reference_jpeg(self.camera_id)
-                await store.refresh_held([self.camera_id], self._owner.instance)
+                await self._owner.write(
+                    self.camera_id,
+                    lambda pipe: store.stage_held(pipe, [self.camera_id], self._owner.instance),
+                )
+                self._owner.outage.recovered()
                 break
+            except LeaseLost:
+                await asyncio.sleep(LEASE_RETRY_S)
             except (RedisError, OSError) as err:
-                log.warning("camera %s: cannot load its monitor (%s)", self.camera_id, err)
-                await asyncio.sleep(WRITE_RETRY_S[-1])
+                log.debug("camera %s: cannot load its monitor (%s)", self.camera_id, err)
+                await asyncio.sleep(self._owner.outage.failed(err))
         self._submit(_Load(self._owner.clock(), memory, baseline, reference))
 
     async def _tick(self) -> None:
@@ -364,31 +384,45 @@ class KeyframeSampler:
         assert self._outbox is not None
         while True:
             result = await self._outbox.get()
-            delays = iter(WRITE_RETRY_S)
             while True:
                 try:
                     await self._write_one(result)
+                    self._owner.outage.recovered()
                     break
+                except LeaseLost:
+                    if self._closed:
+                        log.info("camera %s: compliance news dropped (lease lost)", self.camera_id)
+                        break
+                    await asyncio.sleep(LEASE_RETRY_S)
                 except (RedisError, OSError) as err:
-                    delay = next(delays, WRITE_RETRY_S[-1])
-                    log.warning(
-                        "camera %s: cannot write compliance news (%s); retrying in %.1fs",
-                        self.camera_id,
-                        type(err).__name__,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
+                    # The outage is logged once for all cameras (``Observers.outage``).
+                    log.debug("camera %s: compliance news waits for Redis", self.camera_id)
+                    await asyncio.sleep(self._owner.outage.failed(err))
 
     async def _write_one(self, result: _Result) -> None:
+        """Write one outcome's news, evidence, preview and monitor in one atomic batch."""
+        outcome = result.outcome
+        transitions = outcome.step.transitions
+        await self._owner.write(self.camera_id, lambda pipe: self._stage(pipe, result))
+        for transition in transitions:
+            log.info(
+                "camera %s: %s -> %s (%s)",
+                self.camera_id,
+                transition.from_state.value,
+                transition.to_state.value,
+                transition.detail,
+            )
+
+    def _stage(self, pipe: Any, result: _Result) -> None:
         store = self._owner.store
         outcome = result.outcome
         memory = outcome.step.memory
         if outcome.approved is not None:
-            await store.approve_reference(
-                self.camera_id, self.restaurant_id, outcome.approved, "auto", memory.last_t
+            store.stage_reference(
+                pipe, self.camera_id, self.restaurant_id, outcome.approved, "auto", memory.last_t
             )
         if result.news_kind is Kind.HELD:
-            await store.refresh_held([self.camera_id], self._owner.instance)
+            store.stage_held(pipe, [self.camera_id], self._owner.instance)
             news = News(
                 kind=Kind.HELD,
                 camera=self.camera_id,
@@ -398,7 +432,7 @@ class KeyframeSampler:
                 detail=f"relay {self._owner.instance} analyses the camera",
                 relay=self._owner.instance,
             )
-            await store.publish(news, (), self.restaurant_id)
+            store.stage_news(pipe, news, (), self.restaurant_id)
         for transition in outcome.step.transitions:
             snaps = [s for s in (outcome.snapshot, outcome.last_good) if s is not None]
             news = News(
@@ -414,18 +448,27 @@ class KeyframeSampler:
                 last_good=outcome.last_good.sha256 if outcome.last_good else "",
                 relay=self._owner.instance,
             )
-            await store.publish(news, snaps, self.restaurant_id)
-            log.info(
-                "camera %s: %s -> %s (%s)",
-                self.camera_id,
-                transition.from_state.value,
-                transition.to_state.value,
-                transition.detail,
-            )
+            store.stage_news(pipe, news, snaps, self.restaurant_id)
         if outcome.preview is not None:
-            await store.save_preview(self.camera_id, outcome.preview, memory.last_t or 0.0)
+            store.stage_preview(pipe, self.camera_id, outcome.preview, memory.last_t or 0.0)
         if outcome.save:
-            await store.save_monitor(self.camera_id, memory, result.baseline)
+            store.stage_monitor(pipe, self.camera_id, memory, result.baseline)
+
+
+class LeaseBook(Protocol):
+    """The relay's camera leases, as the samplers need them (``kitchencam.relay.claims``)."""
+
+    def fenced(self, camera_id: str) -> FencedBatch:
+        """An empty batch fenced by the camera's lease; ``LeaseLost`` if none is held."""
+        ...
+
+    def refused(self, camera_id: str) -> None:
+        """A fenced write about the camera was refused."""
+        ...
+
+    async def run_fenced(self, batches: Sequence[FencedBatch]) -> None:
+        """Run many fenced batches in one round trip, reporting the refused ones."""
+        ...
 
 
 class Observers:
@@ -454,6 +497,31 @@ class Observers:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="analysis")
         self._samplers: dict[str, KeyframeSampler] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self.leases: LeaseBook | None = None
+        """The relay's leases: with them every write about a camera is fenced by its lease."""
+        # One for every Redis write of this relay's compliance side: an outage is logged once,
+        # not once per camera.
+        self.outage = RedisOutage(f"relay {instance} compliance", log)
+
+    def use_leases(self, leases: LeaseBook) -> None:
+        """Fence every write about a camera by the camera's lease (a relay with leases)."""
+        self.leases = leases
+
+    async def write(self, camera_id: str, stage: Callable[[Any], object]) -> None:
+        """Apply the writes ``stage`` queues about one camera atomically: fenced by the
+        camera's lease when the relay has leases (``LeaseLost`` when refused)."""
+        if self.leases is None:
+            async with self.store.redis.pipeline(transaction=True) as pipe:
+                stage(pipe)
+                await pipe.execute()
+            return
+        batch = self.leases.fenced(camera_id)
+        stage(batch)
+        try:
+            await batch.execute()
+        except LeaseLost:
+            self.leases.refused(camera_id)
+            raise
 
     def make_observer(self, camera: Camera) -> KeyframeSampler:
         """A started sampler for ``camera`` (call on the event loop); stop it with ``close()``."""
@@ -489,16 +557,34 @@ class Observers:
     async def _refresh(self) -> None:
         while True:
             try:
-                await self.store.refresh_held(list(self._samplers), self.instance)
+                await self._refresh_held()
+                self.outage.recovered()
             except (RedisError, OSError) as err:
-                log.warning("cannot refresh camera holds (%s)", type(err).__name__)
+                await asyncio.sleep(min(self.outage.failed(err), keys.HELD_REFRESH_S))
+                continue
             await asyncio.sleep(keys.HELD_REFRESH_S)
+
+    async def _refresh_held(self) -> None:
+        """Refresh every analysed camera's hold, each fenced by its lease, in one round trip."""
+        if self.leases is None:
+            await self.store.refresh_held(list(self._samplers), self.instance)
+            return
+        batches = []
+        for cid in list(self._samplers):
+            try:
+                batch = self.leases.fenced(cid)
+            except LeaseLost:
+                continue  # the relay is stopping this camera
+            self.store.stage_held(batch, [cid], self.instance)
+            batches.append(batch)
+        await self.leases.run_fenced(batches)
 
     async def _follow(self) -> None:
         last = "$"
         while True:
             try:
                 entries: Any = await self.store.redis.xread({keys.CHANGES: last}, count=100)
+                self.outage.recovered()
                 if not entries:
                     await asyncio.sleep(FOLLOW_POLL_S)  # polled: see Checker.read_once
                 for _, messages in entries or []:
@@ -509,8 +595,7 @@ class Observers:
                             if sampler is not None:
                                 await sampler.approve()
             except (RedisError, OSError) as err:
-                log.warning("cannot follow reference approvals (%s)", type(err).__name__)
-                await asyncio.sleep(WRITE_RETRY_S[-1])
+                await asyncio.sleep(self.outage.failed(err))
 
     async def aclose(self) -> None:
         """Close every sampler, wait for their last writes, and stop the pool."""

@@ -84,42 +84,68 @@ class ComplianceStore:
             log.warning("camera %s: saved monitor unreadable (%s); starting afresh", cid, err)
             return None, None
 
+    # Each write is staged onto ``pipe`` (a Redis pipeline, or a relay's lease-fenced batch:
+    # ``kitchencam.relay.leases.FencedBatch``) by a ``stage_*`` method, so a relay writes the
+    # same commands fenced by its camera lease.
+
+    def stage_monitor(self, pipe: Any, cid: str, memory: Memory, baseline: Baseline) -> None:
+        """Stage saving the monitor."""
+        data = {"memory": memory.to_dict(), "baseline": baseline.to_dict(), "saved": time.time()}
+        pipe.set(keys.camera_monitor(cid), json.dumps(data))
+
     async def save_monitor(self, cid: str, memory: Memory, baseline: Baseline) -> None:
         """Save the monitor so that another relay continues where this one was."""
-        data = {"memory": memory.to_dict(), "baseline": baseline.to_dict(), "saved": time.time()}
-        await self.redis.set(keys.camera_monitor(cid), json.dumps(data))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.stage_monitor(pipe, cid, memory, baseline)
+            await pipe.execute()
+
+    @staticmethod
+    def stage_held(pipe: Any, cids: Sequence[str], instance: str) -> None:
+        """Stage marking ``cids`` as held by the relay ``instance``."""
+        until = time.time() + keys.HELD_TTL_S
+        for cid in cids:
+            pipe.set(keys.camera_relay(cid), instance, ex=keys.HELD_TTL_S)
+        pipe.zadd(keys.HELD, dict.fromkeys(cids, until))
 
     async def refresh_held(self, cids: Sequence[str], instance: str) -> None:
         """Mark every camera this relay analyses as held, in one pipeline."""
         if not cids:
             return
-        until = time.time() + keys.HELD_TTL_S
         async with self.redis.pipeline(transaction=False) as pipe:
-            for cid in cids:
-                pipe.set(keys.camera_relay(cid), instance, ex=keys.HELD_TTL_S)
-            pipe.zadd(keys.HELD, dict.fromkeys(cids, until))
+            self.stage_held(pipe, cids, instance)
             await pipe.execute()
+
+    def stage_news(
+        self, pipe: Any, news: News, snapshots: Sequence[JpegSnapshot], rid: str
+    ) -> None:
+        """Stage storing the snapshots and appending the news (the last command)."""
+        for snap in snapshots:
+            self._put_snapshot(pipe, snap, news.camera, rid, news.t)
+        pipe.xadd(
+            keys.TRANSITIONS,
+            news.fields(),
+            maxlen=keys.TRANSITIONS_MAXLEN,
+            approximate=True,
+        )
 
     async def publish(self, news: News, snapshots: Sequence[JpegSnapshot], rid: str) -> str:
         """Store the snapshots and append the news in one transaction; return the entry id."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            for snap in snapshots:
-                self._put_snapshot(pipe, snap, news.camera, rid, news.t)
-            pipe.xadd(
-                keys.TRANSITIONS,
-                news.fields(),  # type: ignore[arg-type]
-                maxlen=keys.TRANSITIONS_MAXLEN,
-                approximate=True,
-            )
+            self.stage_news(pipe, news, snapshots, rid)
             results = await pipe.execute()
         return str(results[-1])
 
+    @staticmethod
+    def stage_preview(pipe: Any, cid: str, snap: JpegSnapshot, t: float) -> None:
+        """Stage keeping the latest preview picture."""
+        key = keys.camera_preview(cid)
+        pipe.hset(key, mapping={"jpeg": snap.b64(), "sha": snap.sha256, "t": repr(t)})
+        pipe.expire(key, PREVIEW_TTL_S)
+
     async def save_preview(self, cid: str, snap: JpegSnapshot, t: float) -> None:
         """Keep the latest preview picture (expires after an hour)."""
-        key = keys.camera_preview(cid)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"jpeg": snap.b64(), "sha": snap.sha256, "t": repr(t)})
-            pipe.expire(key, PREVIEW_TTL_S)
+            self.stage_preview(pipe, cid, snap, t)
             await pipe.execute()
 
     def _put_snapshot(self, pipe: Any, snap: JpegSnapshot, cid: str, rid: str, t: float) -> None:
@@ -175,20 +201,27 @@ class ComplianceStore:
         self, cid: str, rid: str, snap: JpegSnapshot, by: str, t: float | None = None
     ) -> Reference:
         """Store an approved reference view and tell the relays (on ``kc:changes``)."""
-        ref = Reference(snap.sha256, by, round(time.time() if t is None else t, 3))
         async with self.redis.pipeline(transaction=True) as pipe:
-            self._put_snapshot(pipe, snap, cid, rid, ref.approved_at)
-            pipe.hset(
-                keys.camera_reference(cid),
-                mapping={"meta": json.dumps(ref.public()), "jpeg": snap.b64()},
-            )
-            pipe.xadd(
-                keys.CHANGES,
-                {"kind": "reference", "id": cid, "op": "auto" if by == "auto" else "approve"},
-                maxlen=keys.CHANGES_MAXLEN,
-                approximate=True,
-            )
+            ref = self.stage_reference(pipe, cid, rid, snap, by, t)
             await pipe.execute()
+        return ref
+
+    def stage_reference(
+        self, pipe: Any, cid: str, rid: str, snap: JpegSnapshot, by: str, t: float | None = None
+    ) -> Reference:
+        """Stage storing an approved reference view and telling the relays."""
+        ref = Reference(snap.sha256, by, round(time.time() if t is None else t, 3))
+        self._put_snapshot(pipe, snap, cid, rid, ref.approved_at)
+        pipe.hset(
+            keys.camera_reference(cid),
+            mapping={"meta": json.dumps(ref.public()), "jpeg": snap.b64()},
+        )
+        pipe.xadd(
+            keys.CHANGES,
+            {"kind": "reference", "id": cid, "op": "auto" if by == "auto" else "approve"},
+            maxlen=keys.CHANGES_MAXLEN,
+            approximate=True,
+        )
         return ref
 
     # -- published states and events ----------------------------------------------------

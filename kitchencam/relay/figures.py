@@ -63,3 +63,22 @@ class RelayCollector(Collector):
         total = GaugeMetricFamily("kitchencam_viewers", "WebRTC viewers of this process.")
         total.add_metric([], float(self._hub.viewers.count))
         yield from (up, fps, bitrate, gop, age, viewers, reconnects, dropped, total)
+        yield from self._leases()
+
+    def _leases(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        claims = self._hub.claims
+        held = GaugeMetricFamily("kitchencam_relay_leases_held", "Camera leases this relay holds.")
+        held.add_metric([], float(len(claims.held)))
+        relays = GaugeMetricFamily(
+            "kitchencam_relay_live_relays", "Live relays, as this relay sees them."
+        )
+        relays.add_metric([], float(len(claims.capacities())))
+        yield from (held, relays)
+        for name, text, value in (
+            ("claims", "Camera leases claimed.", claims.claimed),
+            ("losses", "Camera leases lost to another relay.", claims.lost),
+            ("hand_overs", "Camera leases handed over to balance relays.", claims.handed_over),
+        ):
+            counter = CounterMetricFamily(f"kitchencam_relay_lease_{name}", text)
+            counter.add_metric([], float(value))
+            yield counter
