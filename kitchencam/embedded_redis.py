@@ -1,7 +1,10 @@
 """The embedded default: a private Redis server kept in the data directory.
 
 ``kitchencam serve`` without ``KITCHENCAM_REDIS_URL`` starts one ``redis-server`` bound to
-127.0.0.1 on a free port, password-protected, with an append-only file fsynced every second.
+127.0.0.1 on a free port, password-protected, with an append-only file fsynced before each
+answer (``appendfsync always``): a write Redis acknowledged survives even a machine crash. On
+this project's disks that costs about 0.1 ms per transaction (0.2 -> 0.35 ms, measured with
+MULTI/EXEC registrations); KitchenCam's writes are few and pipelined, so it is cheap.
 A lock on the data directory keeps a second ``serve`` out; the Redis child inherits the lock,
 so the directory stays locked until that Redis has exited too.
 """
@@ -208,7 +211,7 @@ class EmbeddedRedis:
                 f"pidfile {PID_FILE}",
                 "daemonize no",
                 "appendonly yes",
-                "appendfsync everysec",
+                "appendfsync always",
                 'save ""',
                 "",
             ]

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from kitchencam import keys
+from kitchencam.redisconn import RedisOutage
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class RoleSet:
 
 async def heartbeat(redis: Redis, roles: RoleSet) -> None:
     """Write this process's role heartbeats to Redis until cancelled; survives Redis outages."""
+    outage = RedisOutage(f"heartbeats of {roles.instance}", log)
     while True:
         try:
             async with redis.pipeline(transaction=False) as pipe:
@@ -70,8 +72,10 @@ async def heartbeat(redis: Redis, roles: RoleSet) -> None:
                         ex=keys.ROLE_HEARTBEAT_TTL_S,
                     )
                 await pipe.execute()
+            outage.recovered()
         except (RedisError, OSError) as err:
-            log.warning("cannot write heartbeats to Redis (%s); retrying", type(err).__name__)
+            await asyncio.sleep(min(outage.failed(err), HEARTBEAT_INTERVAL_S))
+            continue
         await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
 

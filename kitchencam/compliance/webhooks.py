@@ -45,6 +45,7 @@ from kitchencam.addresses import (
     refusal,
 )
 from kitchencam.compliance.records import Event
+from kitchencam.redisconn import RedisOutage
 from kitchencam.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
@@ -215,11 +216,14 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver due webhooks until cancelled."""
+        outage = RedisOutage(f"webhooks of {self.instance}", log)
         while True:
             try:
                 await self.deliver_due()
+                outage.recovered()
             except (RedisError, OSError) as err:
-                log.warning("webhooks: cannot reach Redis (%s)", type(err).__name__)
+                await asyncio.sleep(outage.failed(err))
+                continue
             await asyncio.sleep(POLL_S)
 
     async def deliver_due(self) -> int:
