@@ -12,11 +12,32 @@ from pydantic import ValidationError
 
 from kitchencam import appkeys
 from kitchencam.addresses import AddressError
+from kitchencam.redisconn import UNAVAILABLE_ERRORS
 from kitchencam.registry import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorPage = Callable[[web.Request, int, str, list[dict[str, str]]], Awaitable[web.Response]]
+"""Renders an HTML error page: request, status, what to tell the person, field problems."""
+
+API_PREFIXES = ("/api/", "/whep/", "/metrics", "/healthz")
+FRIENDLY = {
+    400: "The request could not be understood. Go back and try again.",
+    404: "There is no page at this address. Check the link you followed.",
+    405: "This page cannot be used that way. Go back and try again.",
+    413: "What you sent is too large.",
+    500: "Something went wrong on our side. Try again in a moment.",
+}
+
+
+def is_api_path(path: str) -> bool:
+    """Whether ``path`` is answered in JSON (API, WHEP, operations) rather than HTML pages."""
+    return path.startswith(API_PREFIXES)
+
+
+REDIS_RETRY_AFTER_S = 5
+"""Seconds a client is told to wait (``Retry-After``) when Redis is unreachable."""
 
 
 def error_response(
@@ -68,9 +89,32 @@ class ApiError(Exception):
         self.headers = headers
 
 
+async def _answer(
+    request: web.Request,
+    status: int,
+    detail: str,
+    *,
+    fields: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    generic: bool = False,
+) -> web.Response:
+    """JSON for API paths; an HTML page for page paths when the app renders pages (``generic``:
+    the detail is the framework's reason phrase, so the page says something friendlier)."""
+    page = request.app.get(appkeys.ERROR_PAGE)
+    if page is None or is_api_path(request.path):
+        return error_response(status, detail, fields=fields, headers=headers)
+    if generic or status >= 500:
+        detail = FRIENDLY.get(status, detail)
+    response = await page(request, status, detail, fields or [])
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map domain and framework errors to JSON answers; count every answer."""
+    """Map domain and framework errors to JSON answers (HTML pages outside the API paths);
+    count every answer."""
     metrics = request.app[appkeys.METRICS]
     route = request.match_info.route.resource
     route_name = route.canonical if route is not None else "unmatched"
@@ -79,26 +123,41 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         response = await handler(request)
     except ApiError as err:
-        response = error_response(err.status, err.detail, headers=err.headers)
+        response = await _answer(request, err.status, err.detail, headers=err.headers)
     except ValidationError as err:
-        response = error_response(422, "some fields need fixing", fields=validation_fields(err))
+        response = await _answer(
+            request, 422, "some fields need fixing", fields=validation_fields(err)
+        )
     except AddressError as err:
-        response = error_response(422, str(err), fields=[{"field": "url", "message": str(err)}])
+        response = await _answer(
+            request, 422, str(err), fields=[{"field": "url", "message": str(err)}]
+        )
     except NotFound as err:
-        response = error_response(404, str(err))
+        response = await _answer(request, 404, str(err))
     except Conflict as err:
-        response = error_response(409, str(err))
+        response = await _answer(request, 409, str(err))
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[appkeys.SETTINGS].max_body_bytes
-        response = error_response(413, f"the request body is larger than the {limit} bytes allowed")
+        response = await _answer(
+            request, 413, f"the request body is larger than the {limit} bytes allowed"
+        )
     except web.HTTPException as err:
         if err.status < 400:
             raise
         kept = {k: v for k, v in err.headers.items() if k.lower() != "content-type"}
-        response = error_response(err.status, err.reason, headers=kept)
+        response = await _answer(request, err.status, err.reason, headers=kept, generic=True)
+    except UNAVAILABLE_ERRORS as err:
+        # The process's heartbeat logs the outage once; one line per request would flood.
+        log.debug("%s %s: Redis unreachable (%r); 503", request.method, route_name, err)
+        response = await _answer(
+            request,
+            503,
+            "the service's database is unreachable for a moment; retry in a few seconds",
+            headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+        )
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, route_name)
-        response = error_response(500, "something went wrong on our side; try again later")
+        response = await _answer(request, 500, "something went wrong on our side; try again later")
     metrics.requests.labels(request.method, route_name, str(response.status)).inc()
     metrics.request_seconds.labels(route_name).observe(time.perf_counter() - started)
     return response
