@@ -52,7 +52,8 @@ def _headers(request: web.Request, **extra: str) -> CIMultiDict[str]:
     return headers
 
 
-async def _read_body(request: web.Request, content_type: str) -> str:
+async def read_body(request: web.Request, content_type: str) -> str:
+    """The request body as text, checked for type (415), size (413) and encoding (400)."""
     if request.content_type != content_type:
         raise ApiError(415, f"send the body with Content-Type: {content_type}")
     if request.content_length is not None and request.content_length > MAX_OFFER_BYTES:
@@ -74,7 +75,7 @@ def _unavailable(detail: str) -> ApiError:
 async def play(request: web.Request) -> web.Response:
     """Answer a viewer's SDP offer with the camera's live video."""
     camera_id = request.match_info["camera_id"]
-    offer = await _read_body(request, SDP)
+    offer = await read_body(request, SDP)
     try:
         camera = await request.app[appkeys.REGISTRY].get_camera(camera_id)
     except NotFound:
@@ -131,7 +132,7 @@ async def trickle(request: web.Request) -> web.Response:
     if_match = request.headers.get("If-Match")
     if if_match is not None and if_match not in ("*", session.etag):
         raise ApiError(412, "the session's ETag differs (ICE restarts are not supported)")
-    fragment = await _read_body(request, TRICKLE)
+    fragment = await read_body(request, TRICKLE)
     try:
         await relay.viewers.add_candidates(session, fragment)
     except OfferError as err:
