@@ -4,8 +4,9 @@ Relays append their monitors' transitions (with evidence) to ``kc:transitions``.
 it with the consumer group ``checkers`` (``XREADGROUP``), apply each entry, and acknowledge it
 (``XACK``); entries left pending by a checker that died are taken over with ``XAUTOCLAIM``
 once idle for ``CLAIM_IDLE_MS``. Applying is idempotent, keyed by the entry id: the event, its
-indexes, the new published state, the webhook delivery and an ``applied`` marker are written in
-one ``MULTI``, so a crash between applying and acknowledging doubles nothing.
+indexes, the new published state (announced on ``kc:board`` when it changes), the webhook
+delivery and an ``applied`` marker are written in one ``MULTI``, so a crash between applying
+and acknowledging doubles nothing.
 
 The checker also owns what no relay can say: ``unmonitored`` when a camera's hold expired (its
 relay died or dropped it: our fault, never ``offline``), and ``disabled``/enabled from the
@@ -36,6 +37,7 @@ from kitchencam.compliance.records import (
 from kitchencam.compliance.states import State
 from kitchencam.compliance.store import ComplianceStore
 from kitchencam.models import Camera
+from kitchencam.redisconn import RedisOutage
 from kitchencam.registry import NotFound, Registry
 from kitchencam.roles import RoleSet
 
@@ -52,7 +54,6 @@ SWEEP_INTERVAL_S: Final = 1.0
 RECONCILE_INTERVAL_S: Final = 60.0
 """Full pass over the registry (new cameras, switches missed while no checker ran)."""
 WATCH_RETRIES: Final = 20
-REDIS_RETRY_S: Final = 2.0
 
 
 class Checker:
@@ -85,6 +86,7 @@ class Checker:
         """Consume until cancelled; survives Redis outages."""
         ready = False
         next_sweep = next_reconcile = 0.0
+        outage = RedisOutage(f"checker {self.consumer}", log)
         while True:
             try:
                 if not ready:
@@ -99,14 +101,14 @@ class Checker:
                     await self.claim_abandoned()
                     next_sweep = time.monotonic() + self.sweep_interval_s
                 await self.read_once(block_ms=int(self.sweep_interval_s * 1000))
+                outage.recovered()
                 if roles is not None:
                     roles.set("checker", True, f"{self.applied} news applied")
             except (RedisError, OSError) as err:
                 ready = False
                 if roles is not None:
                     roles.set("checker", True, f"waiting for Redis ({type(err).__name__})")
-                log.warning("checker cannot reach Redis (%s); retrying", type(err).__name__)
-                await asyncio.sleep(REDIS_RETRY_S)
+                await asyncio.sleep(outage.failed(err))
 
     async def ensure_groups(self) -> None:
         """Create the consumer groups (and streams) if they do not exist yet."""
@@ -323,6 +325,8 @@ class Checker:
             pipe.set(marker, "1", ex=keys.APPLIED_TTL_S)
             if updated is not None:
                 pipe.set(key, updated.model_dump_json())
+                if raw is None or updated.state != current.state:
+                    _announce(pipe, board_fields(updated))
             if event is not None:
                 self._write_event(pipe, event, bool(webhook))
             await pipe.execute()
@@ -410,14 +414,18 @@ class Checker:
             pipe.zadd(keys.WEBHOOK_QUEUE, {event.id: self.clock()}, nx=True)
 
     async def _forget(self, cid: str) -> None:
-        """A deleted camera: drop its live keys (its events stay for their retention)."""
-        await self.redis.delete(
-            keys.camera_state(cid),
-            keys.camera_monitor(cid),
-            keys.camera_reference(cid),
-            keys.camera_preview(cid),
-        )
-        await self.redis.zrem(keys.HELD, cid)
+        """A deleted camera: drop its live keys (its events stay for their retention) and tell
+        the boards."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(
+                keys.camera_state(cid),
+                keys.camera_monitor(cid),
+                keys.camera_reference(cid),
+                keys.camera_preview(cid),
+            )
+            pipe.zrem(keys.HELD, cid)
+            _announce(pipe, {"camera": cid, "state": ""})
+            await pipe.execute()
 
     async def _district(self, rid: str) -> str:
         district = self._districts.get(rid)
@@ -430,6 +438,23 @@ class Checker:
                 self._districts.clear()
             self._districts[rid] = district
         return district
+
+
+def board_fields(state: CameraState) -> dict[str, str]:
+    """A ``kc:board`` entry announcing a camera's published state to live boards."""
+    return {
+        "camera": state.camera_id,
+        "restaurant": state.restaurant_id,
+        "district": state.district,
+        "state": state.state.value,
+        "since": repr(state.since),
+        "cause": state.cause,
+        "detail": state.detail,
+    }
+
+
+def _announce(pipe: Any, fields: dict[str, str]) -> None:
+    pipe.xadd(keys.BOARD, fields, maxlen=keys.BOARD_MAXLEN, approximate=True)
 
 
 def _cause(news: News, state: State) -> str:
