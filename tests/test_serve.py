@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -221,3 +223,44 @@ def test_check_config_and_help(data_dir: Path) -> None:
     ):
         helped = run_cli(command, cli_env(data_dir))
         assert helped.returncode == 0 and "usage: kitchencam" in helped.stdout
+
+
+DEMO_PLAY_DEADLINE_S = 30.0
+
+
+def test_serve_demo_prints_the_sign_in_and_serves_the_demo_kitchen(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The README's first command: a demo restaurant whose simulated cameras reach a relay
+    worker process (KITCHENCAM_DEMO passed on), and the pages to open on the console."""
+    proc = KitchencamProcess(
+        ["serve", "--demo"], cli_env(data_dir, relay_workers="1"), tmp_path / "demo.log"
+    )
+    try:
+        proc.wait_healthy()
+        out = proc.output
+        watch = re.search(r"watch page \(consumers\): +(\S+)", out)
+        sign_in = re.search(r"as (\S+) with password (\S+)", out)
+        assert watch is not None and sign_in is not None, out
+        assert watch.group(1).startswith(proc.base + "/r/")
+        assert f"{proc.base}/board" in out and f"{proc.base}/signup" in out
+        with urllib.request.urlopen(watch.group(1), timeout=10) as resp:
+            html = resp.read().decode()
+        assert "Golden Wok (demo)" in html and "Prep table" in html
+        assert "demo.invalid" not in html
+        users = run_cli(["user", "list"], cli_env(data_dir))
+        assert f"{sign_in.group(1)}\tregulator" in users.stdout, users.stderr
+        # The relay worker pulls the demo cameras: their figures come back with the state.
+        end = time.monotonic() + DEMO_PLAY_DEADLINE_S
+        cameras: list[dict[str, Any]] = []
+        while time.monotonic() < end:
+            status, body = call(proc.base, "GET", watch.group(1)[len(proc.base) :] + "/status.json")
+            assert status == 200
+            cameras = body["cameras"]
+            if len(cameras) == 3 and all(c["viewers"] == 0 and c["playable"] for c in cameras):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"demo cameras not live within {DEMO_PLAY_DEADLINE_S}s: {cameras}")
+    finally:
+        assert proc.stop() == 0

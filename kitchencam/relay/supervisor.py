@@ -13,6 +13,7 @@ import time
 
 from kitchencam.addresses import AddressError, AddressPolicy, StreamAddress
 from kitchencam.relay.backoff import Backoff
+from kitchencam.relay.demo import DemoWorker, scene_for, serves_demo
 from kitchencam.relay.ingest import (
     READ_TIMEOUT_S,
     IngestError,
@@ -90,20 +91,21 @@ class Supervisor:
     async def _attempt(self) -> tuple[Reason, str]:
         """One connection, from address check to the end of the stream."""
         self._set(IngestState.CONNECTING)
-        try:
-            ip = await self._policy.check(self._address)
-        except AddressError as err:
-            return Reason.ADDRESS_REFUSED, str(err)
-        target = IngestTarget(
-            self._address.url_for(ip, self._username, self._password), self._transport
-        )
         loop = asyncio.get_running_loop()
-        worker = IngestWorker(
-            self.stream.camera_id,
-            target,
-            loop,
-            IngestSink(self._on_session, self._on_unit, self._on_info),
-        )
+        sink = IngestSink(self._on_session, self._on_unit, self._on_info)
+        worker: IngestWorker | DemoWorker
+        if serves_demo(self._policy, self._address):
+            # Only a demo process's policy says so (KITCHENCAM_DEMO): see relay/demo.py.
+            worker = DemoWorker(self.stream.camera_id, scene_for(self._address), loop, sink)
+        else:
+            try:
+                ip = await self._policy.check(self._address)
+            except AddressError as err:
+                return Reason.ADDRESS_REFUSED, str(err)
+            target = IngestTarget(
+                self._address.url_for(ip, self._username, self._password), self._transport
+            )
+            worker = IngestWorker(self.stream.camera_id, target, loop, sink)
         done = worker.start()
         self._session_started = time.monotonic()
         try:
@@ -113,7 +115,9 @@ class Supervisor:
             with contextlib.suppress(IngestError, TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(done), JOIN_TIMEOUT_S)
 
-    async def _watch(self, worker: IngestWorker, done: asyncio.Future[None]) -> tuple[Reason, str]:
+    async def _watch(
+        self, worker: IngestWorker | DemoWorker, done: asyncio.Future[None]
+    ) -> tuple[Reason, str]:
         while True:
             finished, _ = await asyncio.wait({done}, timeout=WATCH_INTERVAL_S)
             if finished:
