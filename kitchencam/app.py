@@ -10,23 +10,43 @@ from collections.abc import AsyncIterator, Coroutine
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from kitchencam import api, appkeys, keys, ops, pages
+from kitchencam import (
+    api,
+    appkeys,
+    board,
+    keys,
+    ops,
+    pages,
+    portal,
+    probeviews,
+    redisconn,
+    signin,
+    signup,
+    watch,
+)
+from kitchencam.accounts import Accounts
 from kitchencam.addresses import AddressPolicy, Resolver, SystemResolver
 from kitchencam.compliance import api as compliance_api
 from kitchencam.compliance import service as checker_service
+from kitchencam.csrf import csrf_middleware
 from kitchencam.httperrors import errors_middleware
 from kitchencam.metrics import Metrics
+from kitchencam.ratelimit import RateLimiter
 from kitchencam.registry import Registry
-from kitchencam.relay import whep
+from kitchencam.relay import forward, whep
+from kitchencam.relay.claims import LeasePolicy
+from kitchencam.relay.demo import DemoAddressPolicy
 from kitchencam.relay.figures import RelayCollector
+from kitchencam.relay.forwarder import Forwarder, ForwardMetrics
 from kitchencam.relay.hub import ObserverFactory, RelayHub
+from kitchencam.relay.probe import Prober
 from kitchencam.relay.webrtc import IceSettings, ViewerHub, configure_host_addresses
 from kitchencam.roles import RoleSet, heartbeat, instance_name, running_task
 from kitchencam.secretbox import SecretBox, load_or_create_key
 from kitchencam.settings import Settings
 from kitchencam.users import Users
+from kitchencam.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +59,9 @@ class StartupError(Exception):
 
 
 def connect_redis(url: str) -> aioredis.Redis:
-    """A Redis client for ``url`` (redis://, rediss://, unix://), answers decoded as text."""
-    return aioredis.Redis.from_url(
-        url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5
-    )
+    """A Redis client for ``url`` (redis://, rediss://, unix://, redis+sentinel://), answers
+    decoded as text; see ``kitchencam.redisconn``."""
+    return redisconn.connect_redis(url)
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -67,20 +86,20 @@ async def wait_for_redis(redis: aioredis.Redis, box: SecretBox) -> None:
     """Reach Redis, retrying with back-off for up to ``REDIS_STARTUP_WAIT_S``, then check the
     password key; ``StartupError`` if Redis stays unreachable."""
     deadline = time.monotonic() + REDIS_STARTUP_WAIT_S
-    delay = 0.1
+    outage = redisconn.RedisOutage("start-up", log)
     while True:
         try:
             await check_key(redis, box)
+            outage.recovered()
             return
-        except (RedisError, OSError) as err:
+        except (*redisconn.UNAVAILABLE_ERRORS, OSError) as err:
+            delay = outage.failed(err)
             if time.monotonic() + delay > deadline:
                 raise StartupError(
                     f"cannot reach Redis ({type(err).__name__}: {err}) after "
                     f"{REDIS_STARTUP_WAIT_S:.0f}s; check KITCHENCAM_REDIS_URL"
                 ) from None
-            log.warning("waiting for Redis (%s); retrying in %.1fs", type(err).__name__, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def ice_settings(settings: Settings) -> IceSettings:
@@ -105,18 +124,26 @@ def create_app(
     roles: tuple[str, ...] = ("web", "relay", "checker"),
     resolver: Resolver | None = None,
     observer_factory: ObserverFactory | None = None,
+    workers: WorkerPool | None = None,
 ) -> web.Application:
-    """Build the app for ``roles``; nothing connects until the app starts."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors_middleware])
+    """Build the app for ``roles``; nothing connects until the app starts. With ``workers``
+    the relay role is theirs: this process supervises them (``kitchencam serve``)."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[errors_middleware, csrf_middleware]
+    )
     box = secret_box(settings)
     redis = connect_redis(redis_url)
-    policy = AddressPolicy(tuple(settings.allow_networks), resolver or SystemResolver())
+    policy_type = DemoAddressPolicy if settings.demo else AddressPolicy
+    policy = policy_type(tuple(settings.allow_networks), resolver or SystemResolver())
     app[appkeys.SETTINGS] = settings
     app[appkeys.REDIS] = redis
     app[appkeys.REGISTRY] = Registry(redis, box, policy)
     app[appkeys.USERS] = Users(redis)
+    app[appkeys.ACCOUNTS] = Accounts(redis)
+    app[appkeys.PROBER] = Prober(policy)
     app[appkeys.METRICS] = Metrics()
-    app[appkeys.ROLES] = RoleSet(roles, settings.instance or instance_name())
+    role_names = roles if workers is None else (*roles, "relay")
+    app[appkeys.ROLES] = RoleSet(role_names, settings.instance or instance_name())
     compliance = checker_service.build(
         settings,
         redis,
@@ -131,6 +158,19 @@ def create_app(
         app.router.add_routes(api.routes)
         app.router.add_routes(compliance_api.routes)
         pages.setup(app)
+        for page_routes in (signin.routes, signup.routes, portal.routes, probeviews.routes):
+            app.router.add_routes(page_routes)
+        watch.setup(app)
+        board.setup(app)
+        forwarder = Forwarder(
+            ForwardMetrics(app[appkeys.METRICS].registry),
+            RateLimiter(settings.whep_rate_per_min),
+            ice_settings(settings),
+            box.fingerprint,
+        )
+        app[appkeys.FORWARDER] = forwarder
+        app.router.add_routes(forward.routes)
+        app.cleanup_ctx.append(forwarder.cleanup_ctx)
     if "relay" in roles:
         configure_host_addresses([str(a) for a in settings.webrtc_addresses])
         ice = ice_settings(settings)
@@ -142,10 +182,20 @@ def create_app(
             viewers,
             ice,
             observer_factory or compliance.make_observer,
+            leases=LeasePolicy(
+                app[appkeys.ROLES].instance,
+                settings.advertised_relay_url,
+                settings.relay_capacity,
+                settings.lease_ttl_s,
+            ),
         )
+        compliance.observers.use_leases(hub.claims)
         app[appkeys.RELAY] = hub
         app[appkeys.METRICS].registry.register(RelayCollector(hub))
-        app.router.add_routes(whep.routes)
+        if "web" not in roles:
+            app.router.add_routes(whep.routes)
+    if workers is not None:
+        app[appkeys.WORKERS] = workers
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
@@ -169,11 +219,13 @@ def create_app(
             bodies.append(("relay-compliance", compliance.observers.run()))
         if "checker" in roles:
             bodies.append(("checker", checker_service.run(compliance, role_set)))
+        if workers is not None:
+            bodies.append(("relay-workers", workers.run(role_set)))
         async with contextlib.AsyncExitStack() as stack:
             for name, body in bodies:
                 await stack.enter_async_context(running_task(name, body))
             yield
-        for name in roles:
+        for name in role_names:
             role_set.set(name, False, "stopped")
 
     app.cleanup_ctx.extend([redis_ctx, roles_ctx])

@@ -14,17 +14,21 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from kitchencam import logs
+from kitchencam import demo, logs
 from kitchencam.app import StartupError, connect_redis, create_app
 from kitchencam.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_redis_server
 from kitchencam.registry import Conflict, NotFound
 from kitchencam.secretbox import generate_key
 from kitchencam.settings import Settings, SettingsError, load_settings
 from kitchencam.users import ROLES, Users
+from kitchencam.workers import WorkerPool, worker_count
 
 log = logging.getLogger("kitchencam")
 
 URL_FILE = "redis.url"
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+# Relay processes get viewers' signalling from web processes: log whom it is for.
+RELAY_ACCESS_LOG_SUFFIX = " for %{X-Forwarded-For}i"
 
 
 class CliError(Exception):
@@ -47,11 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser(
         "serve",
-        help="run every role in one process (embedded Redis unless KITCHENCAM_REDIS_URL is set)",
-        description="Run web, relay and checker in one process. Without KITCHENCAM_REDIS_URL "
+        help="run every role on this machine (embedded Redis unless KITCHENCAM_REDIS_URL is set)",
+        description="Run web and checker in this process and the relay role in one worker "
+        "process per CPU core (KITCHENCAM_RELAY_WORKERS). Without KITCHENCAM_REDIS_URL "
         "a private Redis is started in the data directory and stopped on exit.",
     )
     _server_flags(serve)
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="add a demo restaurant with simulated kitchen cameras and print a demo "
+        "regulator's sign-in (KITCHENCAM_DEMO)",
+    )
     for role, text in (
         ("web", "serve pages, the API, WHEP signalling, /metrics and /healthz"),
         ("relay", "pull cameras and relay them to viewers"),
@@ -104,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "redis",
         help="run a persistent Redis for the multi-process form (the Procfile's redis line)",
         description="Run the bundled redis-server in the foreground on 127.0.0.1, with an "
-        "append-only file (fsync every second) in the data directory.",
+        "append-only file (fsynced before each answer) in the data directory.",
     )
     red.add_argument("--port", type=int, default=6379, help="port on 127.0.0.1 (default 6379)")
     red.add_argument("--data-dir", help="data directory (KITCHENCAM_DATA_DIR)")
@@ -122,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             host=getattr(args, "host", None),
             port=getattr(args, "port", None) if args.command != "redis" else None,
             data_dir=getattr(args, "data_dir", None),
+            demo=True if getattr(args, "demo", False) else None,
         )
     except SettingsError as err:
         sys.exit(f"kitchencam: {err}")
@@ -144,12 +156,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """All roles in one process, on the embedded Redis unless a URL is configured."""
+    """Every role on one machine, on the embedded Redis unless a URL is configured."""
     if settings.redis_url is not None:
-        _run(settings, settings.redis_url.get_secret_value(), ("web", "relay", "checker"))
+        _serve(settings, settings.redis_url.get_secret_value())
         return
     with _embedded(settings) as url:
-        _run(settings, url, ("web", "relay", "checker"))
+        _serve(settings, url)
+
+
+def _serve(settings: Settings, redis_url: str) -> None:
+    """Web and checker here; the relay role in worker processes (or here, with 0 workers)."""
+    count = worker_count(settings)
+    if count == 0:
+        _run(settings, redis_url, ("web", "relay", "checker"))
+    else:
+        _run(settings, redis_url, ("web", "checker"), WorkerPool(settings, redis_url, count))
 
 
 def run_role(settings: Settings, role: str) -> None:
@@ -203,19 +224,30 @@ def _write_private(path: object, text: str) -> None:
         f.write(text + "\n")
 
 
-def _run(settings: Settings, redis_url: str, roles: tuple[str, ...]) -> None:
-    app = create_app(settings, redis_url, roles)
+def _run(
+    settings: Settings, redis_url: str, roles: tuple[str, ...], workers: WorkerPool | None = None
+) -> None:
+    app = create_app(settings, redis_url, roles, workers=workers)
+    if settings.demo and "web" in roles:
+        app.cleanup_ctx.append(demo.announce_ctx())
+    what = "+".join(roles)
+    if workers is not None:
+        what += f" with {len(workers.workers)} relay worker processes"
+
+    access_format = ACCESS_LOG_FORMAT
+    if roles == ("relay",):
+        access_format += RELAY_ACCESS_LOG_SUFFIX
 
     def announce(_: str) -> None:
         where = f"http://{settings.host}:{settings.port}"
-        log.info("kitchencam %s listening on %s (Ctrl-C to stop)", "+".join(roles), where)
+        log.info("kitchencam %s listening on %s (Ctrl-C to stop)", what, where)
 
     web.run_app(
         app,
         host=settings.host,
         port=settings.port,
         print=announce,
-        access_log_format='%a "%r" %s %b %Tfs',
+        access_log_format=access_format,
         handler_cancellation=True,
     )
 

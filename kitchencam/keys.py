@@ -17,13 +17,17 @@ together with their indexes, so a crash never leaves a record without its index 
 | ``kc:users`` | sorted set | user names, by creation time |
 | ``kc:user:{name}`` | string | user record (JSON: role, password hash, token hash) |
 | ``kc:usertoken:{sha256}`` | string | user name of a user API token |
+| ``kc:session:{sha256}`` | string | a browser session (JSON: kind, ident, csrf, t); expires |
+| ``kc:account:{email}`` | string | a restaurant's sign-in account (JSON: restaurant, argon2 hash) |
+| ``kc:restaurant:{rid}:account`` | string | e-mail address the restaurant signs in with |
+| ``kc:signin:fails:{who}`` | string | failed sign-ins of ``a:{sha256}`` or ``ip:{ip}``; expires |
 | ``kc:changes`` | stream | registry changes: ``kind``, ``id``, ``op`` (``CHANGES_MAXLEN``) |
 | ``kc:role:{role}:{instance}`` | string | heartbeat of a running role instance, expires |
 | ``kc:live:{cid}`` | string | the relay's figures for a camera it pulls (JSON), expires |
 | ``kc:lease:{cid}`` | string | the relay pulling the camera: ``{relay_id} {fence}``; expires |
 | ``kc:fence:{cid}`` | string | the camera's fencing counter (``INCR`` at every claim) |
 | ``kc:relays`` | sorted set | relay ids, scored by when their advertisement runs out (s) |
-| ``kc:relay:{relay_id}`` | string | a relay's signalling URL and load (JSON), expires |
+| ``kc:relay:{relay_id}`` | string | a relay's ``url``, ``capacity``, ``held`` (JSON), expires |
 | ``kc:transitions`` | stream | compliance news for the checker (group ``checkers``) |
 | ``kc:camera:{cid}:relay`` | string | the relay analysing the camera; expires (``HELD_TTL_S``) |
 | ``kc:held`` | sorted set | camera ids, scored by when their hold runs out (s) |
@@ -42,12 +46,24 @@ together with their indexes, so a crash never leaves a record without its index 
 | ``kc:webhook:queue`` | sorted set | event ids awaiting webhook delivery, by next attempt |
 | ``kc:webhook:delivery:{eid}`` | string | one webhook delivery's progress (JSON), expires |
 | ``kc:webhook:delivery:{eid}:lock`` | string | the checker attempting that delivery; expires |
+| ``kc:board`` | stream | published state changes for live boards (``BOARD_MAXLEN``) |
+| ``kc:audit`` | stream | regulators' audit log (acknowledgements); never trimmed |
+| ``kc:camera:{cid}:audit`` | stream | the same audit entries of one camera; never trimmed |
 
 Compliance news (``kc:transitions``) fields: ``kind`` (monitor, held, lost, switch,
 registered, deleted), ``camera``, ``t``, ``from``, ``to``, ``cause``, ``detail``,
 ``measures`` (JSON), ``snapshot`` and ``last_good`` (SHA-256), ``relay``, ``enabled``.
 Relays write ``kc:camera:{cid}:relay`` (``SET EX``) and ``kc:held`` (``ZADD``) for all their
-cameras in one pipeline every ``HELD_REFRESH_S``.
+cameras in one pipeline every ``HELD_REFRESH_S``. Every write a relay makes about a camera
+(figures, holds, monitor, news, previews, automatic references) is fenced by the camera's
+lease: a Lua script applies it only while ``kc:lease:{cid}`` still holds that relay's exact
+value (``kitchencam.relay.leases``).
+
+Board changes (``kc:board``) fields: ``camera``, ``restaurant``, ``district``, ``state``,
+``since``, ``cause``, ``detail`` (``state`` is empty when the camera was deleted); written by
+the checker in the same ``MULTI`` as the published state. Audit entries (``kc:audit`` and
+``kc:camera:{cid}:audit``, one ``MULTI``): ``action``, ``who``, ``t``, ``camera``,
+``restaurant``, ``event``, ``note``.
 """
 
 from __future__ import annotations
@@ -97,6 +113,26 @@ def user(name: str) -> str:
 def user_token(digest: str) -> str:
     """Which user an API token (by its SHA-256) belongs to."""
     return f"kc:usertoken:{digest}"
+
+
+def session(digest: str) -> str:
+    """A browser session, by the SHA-256 of its cookie value."""
+    return f"kc:session:{digest}"
+
+
+def account(email: str) -> str:
+    """A restaurant's sign-in account, by its (lower-case) e-mail address."""
+    return f"kc:account:{email}"
+
+
+def restaurant_account(rid: str) -> str:
+    """The e-mail address the restaurant signs in with."""
+    return f"kc:restaurant:{rid}:account"
+
+
+def signin_fails(who: str) -> str:
+    """Recent failed sign-ins of an account or a client address."""
+    return f"kc:signin:fails:{who}"
 
 
 def live(cid: str) -> str:
@@ -209,3 +245,16 @@ def webhook_delivery(eid: str) -> str:
 def applied(eid: str) -> str:
     """Marks a ``kc:transitions`` entry as applied."""
     return f"kc:applied:{eid}"
+
+
+# -- regulators' board -----------------------------------------------------------------------
+
+BOARD = "kc:board"
+BOARD_MAXLEN = 10_000
+"""State changes kept for boards to resume from (a few minutes at a country's change rate)."""
+AUDIT = "kc:audit"
+
+
+def camera_audit(cid: str) -> str:
+    """The audit entries about one camera (a copy of its ``kc:audit`` entries)."""
+    return f"kc:camera:{cid}:audit"

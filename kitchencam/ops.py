@@ -14,7 +14,10 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """200 when Redis answers and every role of this process runs, else 503; JSON either way."""
+    """200 when Redis answers and every role of this process runs, else 503; JSON either way.
+
+    While Redis is unreachable every role of the process waits for it (``waiting_for_redis``);
+    each role's ``detail`` says what still works (a relay's viewers keep their media)."""
     app = request.app
     try:
         await app[appkeys.REDIS].ping()
@@ -22,9 +25,10 @@ async def healthz(request: web.Request) -> web.Response:
     except (RedisError, OSError) as err:
         redis_ok, redis_state = False, f"unreachable ({type(err).__name__})"
     roles = app[appkeys.ROLES]
-    body = {
+    body: dict[str, object] = {
         "status": "ok" if redis_ok and roles.healthy() else "degraded",
         "redis": redis_state,
+        "waiting_for_redis": [] if redis_ok else sorted(roles.states),
         "instance": roles.instance,
         "roles": {
             name: {"running": s.running, "detail": s.detail, "since": s.since}
@@ -32,6 +36,8 @@ async def healthz(request: web.Request) -> web.Response:
         },
         "time": time.time(),
     }
+    if appkeys.WORKERS in app:
+        body["relay_workers"] = app[appkeys.WORKERS].status()
     return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
 

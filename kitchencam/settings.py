@@ -15,6 +15,7 @@ ENV_PREFIX = "KITCHENCAM_"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 (names them; binds nothing)
 
 
 class SettingsError(Exception):
@@ -33,8 +34,9 @@ class Settings(BaseModel):
     redis_url: SecretStr | None = Field(
         None,
         description=(
-            "Redis server every role uses (redis://, rediss://, unix://). "
-            "Unset: `serve` starts an embedded Redis in the data directory."
+            "Redis server every role uses (redis://, rediss://, unix://, or "
+            "redis+sentinel://[:password@]host:port[,host:port]/service[/db]; Redis Cluster is "
+            "not supported). Unset: `serve` starts an embedded Redis in the data directory."
         ),
     )
     host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
@@ -85,6 +87,24 @@ class Settings(BaseModel):
     max_viewers: int = Field(
         300, ge=1, le=100_000, description="Viewers one relay process may serve in all."
     )
+    whep_rate_per_min: int = Field(
+        60,
+        ge=0,
+        le=100_000,
+        description=(
+            "Viewers one client address may start per minute on one web process (WHEP POSTs; "
+            "more: 429 with Retry-After). 0: no limit."
+        ),
+    )
+    relay_workers: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description=(
+            "Relay worker processes `serve` starts (unset: one per CPU core; 0: the relay "
+            "role runs inside the serve process)."
+        ),
+    )
     sample_interval_s: float = Field(
         2.0,
         ge=0.5,
@@ -125,11 +145,70 @@ class Settings(BaseModel):
     webhook_timeout_s: float = Field(
         10.0, gt=0.0, le=120.0, description="Time limit of one webhook POST (seconds)."
     )
+    trust_proxy: bool = Field(
+        False,
+        description=(
+            "Trust the X-Forwarded-Proto and X-Forwarded-For headers of a reverse proxy in "
+            "front of every web process (secure cookies, sign-in rate limits per client address)."
+        ),
+    )
+    demo: bool = Field(
+        False,
+        description=(
+            "Serve demo cameras: addresses on the reserved `demo.invalid` domain "
+            "(`rtsp://NAME.demo.invalid/live`) play a simulated kitchen generated in-process. "
+            "Set by `kitchencam serve --demo`; leave off in production."
+        ),
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/-]*)?$",
+        description=(
+            "The address consumers reach KitchenCam at, e.g. `https://kitchens.example.com`, "
+            "used in the watch pages' QR codes. Unset: taken from each request's Host header."
+        ),
+    )
     instance: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9._-]{1,64}$",
         description="Name of this process in Redis and logs (default: host name and pid).",
     )
+    relay_capacity: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description=(
+            "Cameras one relay process pulls at most (one process tops out near one core; "
+            "ingest costs about 0.02 core per 720p camera, viewers come on top)."
+        ),
+    )
+    lease_ttl_s: float = Field(
+        8.0,
+        ge=3.0,
+        le=60.0,
+        description=(
+            "Seconds a relay's camera lease lasts unless renewed (renewed every third of it); "
+            "a dead relay's cameras move to another relay within about this plus 4 s."
+        ),
+    )
+    relay_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description=(
+            "Base URL where web processes reach this relay's WHEP signalling (default: "
+            "http://HOST:PORT, with 0.0.0.0 and :: as 127.0.0.1)."
+        ),
+    )
+
+    @property
+    def advertised_relay_url(self) -> str:
+        """The relay's advertised base URL: ``relay_url``, or one derived from host and port."""
+        if self.relay_url is not None:
+            return self.relay_url.rstrip("/")
+        host = self.host if self.host not in WILDCARD_HOSTS else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @field_validator(
         "allow_networks", "ice_servers", "webrtc_addresses", "webhook_allow_networks", mode="before"
@@ -146,6 +225,15 @@ class Settings(BaseModel):
         for url in value:
             if not url.startswith(ICE_SCHEMES) or len(url) < 7:
                 raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from kitchencam.redisconn import check_url
+
+            check_url(value.get_secret_value())
         return value
 
     @field_validator("log_level", mode="before")
