@@ -21,11 +21,11 @@ from typing import Literal
 
 import av
 
-from kitchencam.addresses import AddressPolicy, parse_stream_url
+from kitchencam.addresses import AddressPolicy, StreamAddress, parse_stream_url
 from kitchencam.logs import redact
-from kitchencam.relay import h264
+from kitchencam.relay import demo, h264
 from kitchencam.relay.ingest import IngestError, IngestTarget, open_options, translate
-from kitchencam.relay.media import Reason
+from kitchencam.relay.media import VIDEO_CLOCK_HZ, Reason, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -389,6 +389,35 @@ class ProbeBusy(Exception):
     """Too many probes are running; try again in a moment."""
 
 
+DEMO_PROBE_FRAMES = 2 * demo.GOP_FRAMES + 1
+"""A demo camera's connection test encodes two groups of pictures, as a real probe reads."""
+
+
+def demo_facts(address: StreamAddress) -> ProbeFacts:
+    """Runs on a worker thread: what a connection test of a demo camera sees, measured on
+    its real encoder output (two keyframe intervals of the scene)."""
+    pictures = demo.coded_pictures(demo.scene_for(address), lambda t: t)
+    packets: list[PacketFacts] = []
+    info: StreamInfo | None = None
+    for _, au, picture_info in pictures:
+        info = picture_info
+        pts = au.pts // (VIDEO_CLOCK_HZ // demo.FPS)
+        packets.append(PacketFacts(pts, pts, au.keyframe, carries_parameter_sets("h264", au.data)))
+        if len(packets) >= DEMO_PROBE_FRAMES:
+            break
+    assert info is not None
+    return ProbeFacts(
+        codec="h264",
+        time_base=Fraction(1, demo.FPS),
+        packets=tuple(packets),
+        profile=info.profile,
+        width=info.width,
+        height=info.height,
+        nominal_fps=float(demo.FPS),
+        read_s=len(packets) / demo.FPS,
+    )
+
+
 class Prober:
     """Probes camera addresses that pass the address policy, a few at a time."""
 
@@ -403,6 +432,8 @@ class Prober:
         (``IngestError`` if it cannot be read; ``ProbeBusy`` when at the limit)."""
         address = parse_stream_url(url)
         ip = await self._policy.check(address)
+        if demo.serves_demo(self._policy, address):
+            return analyse(await asyncio.to_thread(demo_facts, address))
         target = IngestTarget(
             address.url_for(ip, username, password),
             transport,

@@ -11,6 +11,8 @@ from fractions import Fraction
 import pytest
 
 from kitchencam.addresses import AddressError, AddressPolicy
+from kitchencam.relay import demo
+from kitchencam.relay.demo import DemoAddressPolicy
 from kitchencam.relay.ingest import IngestError
 from kitchencam.relay.probe import (
     PacketFacts,
@@ -208,3 +210,24 @@ async def test_probe_with_credentials_and_a_wrong_password(
 async def test_hostile_addresses_never_reach_the_network(url: str) -> None:
     with pytest.raises(AddressError):
         await Prober(AddressPolicy((), FakeResolver())).probe(url, None, None)
+
+
+async def test_a_demo_camera_is_tested_on_its_own_encoder_output() -> None:
+    report = await Prober(DemoAddressPolicy((), FakeResolver())).probe(
+        "rtsp://kitchen-1.demo.invalid/live", None, None
+    )
+    assert (report.codec, report.profile, report.width, report.height) == (
+        "h264",
+        "Main",
+        demo.WIDTH,
+        demo.HEIGHT,
+    )
+    assert report.fps == pytest.approx(demo.FPS, abs=0.5)
+    assert report.keyframe_interval_s == pytest.approx(1.0, abs=0.1)
+    assert not report.b_frames
+    assert report.ready
+
+
+async def test_demo_addresses_are_refused_when_demo_is_off() -> None:
+    with pytest.raises(AddressError):
+        await prober().probe("rtsp://kitchen-1.demo.invalid/live", None, None)
