@@ -38,7 +38,15 @@ async def test_canary_password_appears_nowhere(
     stored = await client.app[appkeys.REGISTRY].get_camera(cid)
     assert client.app[appkeys.REGISTRY].camera_password(stored) == CANARY
 
-    ids = {"rid": rid, "cid": cid, "camera_id": cid, "eid": "0-0", "sha": "0" * 64}
+    ids = {
+        "rid": rid,
+        "cid": cid,
+        "camera_id": cid,
+        "eid": "0-0",
+        "sha": "0" * 64,
+        "kind": "svg",
+        "session_id": "0" * 32,
+    }
     seen = 0
     # Deletions last, so every other route still finds the records.
     routes = sorted(client.app.router.routes(), key=lambda r: r.method == "DELETE")
