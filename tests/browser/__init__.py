@@ -1,0 +1,1 @@
+"""Real-browser tests (a package, so their server, camera and browser stop when they end)."""
