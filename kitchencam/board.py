@@ -17,7 +17,7 @@ from typing import Final
 
 from aiohttp import web
 
-from kitchencam import appkeys, keys, pages, sessions
+from kitchencam import appkeys, keys, pages, sessions, wording
 from kitchencam.audit import AuditLog, NoteError, check_note
 from kitchencam.auth import Principal
 from kitchencam.boarddata import BoardData, initial_state
@@ -36,7 +36,6 @@ from kitchencam.boardview import (
     STATE_ORDER,
     Filters,
     in_scope,
-    iso,
     page_of,
     parse_event_filters,
     parse_filters,
@@ -133,7 +132,7 @@ async def board(request: web.Request) -> web.Response:
         scope=scope,
         since=since,
         states=STATE_ORDER,
-        iso=iso,
+        words=wording.for_scripts(),
         percent=percent,
     )
 
@@ -276,7 +275,6 @@ async def camera_page(request: web.Request) -> web.Response:
         acks=acks,
         reference=reference,
         preview_t=None if preview is None else preview[1],
-        iso=iso,
         percent=percent,
     )
 
@@ -284,12 +282,19 @@ async def camera_page(request: web.Request) -> web.Response:
 @routes.post("/board/cameras/{cid}/events/{eid}/ack")
 async def acknowledge(request: web.Request) -> web.Response:
     """Acknowledge an event with a note (the CSRF middleware has checked the form's token);
-    the audit log records who, when and what. Back to the camera page."""
+    the audit log records who, when and what. Only events that raise a flag (to a state
+    other than ok, unmonitored or disabled) can be acknowledged. Back to the camera page."""
     who: Principal = await sessions.require(request, "regulator")
     cid, eid = request.match_info["cid"], request.match_info["eid"]
     event = await request.app[appkeys.COMPLIANCE].store.event(eid)
     if event is None or event.camera_id != cid:
         raise ApiError(404, "no such event of this camera (or it is older than the retention)")
+    if not wording.raises_flag(event.to_state):
+        raise ApiError(
+            422,
+            f"only events that raise a flag can be acknowledged; this one changed the camera to "
+            f"{wording.check_title(event.to_state)!r}, which needs no action",
+        )
     form = await request.post()
     raw = form.get("note")
     try:
@@ -310,7 +315,7 @@ async def audit_page(request: web.Request) -> web.Response:
         entries = await AuditLog(request.app[appkeys.REDIS]).page(before)
     except ValueError:
         raise ApiError(400, "before must be an audit entry id") from None
-    return await pages.render(request, "board_audit.html", entries=entries, iso=iso)
+    return await pages.render(request, "board_audit.html", entries=entries)
 
 
 # -- pictures -----------------------------------------------------------------------------

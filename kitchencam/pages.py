@@ -16,8 +16,9 @@ from pathlib import Path
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
 
-from kitchencam import appkeys, csrf, sessions
+from kitchencam import appkeys, csrf, sessions, wording
 from kitchencam.registry import NotFound
 
 log = logging.getLogger(__name__)
@@ -26,30 +27,61 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 STATIC_PREFIX = "/static"
+FAVICON = "favicon.svg"
 
 routes = web.RouteTableDef()
 
 
 def templates() -> Environment:
-    """The page templates, HTML-escaped by default, with the filters ``when`` (Unix seconds
-    as "2026-11-29 14:05 UTC") and ``ago`` (as "5 min ago")."""
+    """The page templates, HTML-escaped by default, with the filters ``when`` and ``ago``
+    (Unix seconds as a ``<time>`` element that ``time.js`` shows in the viewer's local time)
+    and the globals ``state_title``, ``state_note``, ``check_title``, ``cause_words``,
+    ``change_words`` and ``raises_flag`` (:mod:`kitchencam.wording`)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
     env.filters["when"] = when
     env.filters["ago"] = ago
+    env.globals.update(
+        state_title=wording.title,
+        state_note=wording.note,
+        check_title=wording.check_title,
+        cause_words=wording.cause,
+        change_words=wording.change,
+        raises_flag=wording.raises_flag,
+    )
     return env
 
 
-def when(t: float | None) -> str:
-    """A Unix time as people read it, in UTC."""
+def iso(t: float) -> str:
+    """A Unix time as ISO 8601 in UTC (``2026-11-29T14:05:09Z``): a ``<time>``'s datetime."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_text(t: float) -> str:
+    """A Unix time as people read it in UTC ("29 Nov 2026 14:05 UTC"): the text a page shows
+    before ``time.js`` turns it into the viewer's local time (or without JavaScript)."""
+    return datetime.fromtimestamp(t, UTC).strftime("%d %b %Y %H:%M UTC").lstrip("0")
+
+
+def when(t: float | None) -> Markup:
+    """A Unix time as ``<time datetime="ISO">29 Nov 2026 14:05 UTC</time>`` (``time.js``
+    shows it as "today 14:05" in the viewer's time zone), or a dash."""
     if not t:
-        return "-"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return Markup("-")
+    return Markup('<time datetime="{}" data-time="when">{}</time>').format(iso(t), utc_text(t))
 
 
-def ago(t: float | None, now: float | None = None) -> str:
+def ago(t: float | None, now: float | None = None) -> Markup:
+    """A Unix time as ``<time>`` reading "5 min ago" (kept current by ``time.js``), with the
+    exact time as its tooltip, or a dash."""
+    if not t:
+        return Markup("-")
+    return Markup('<time datetime="{}" data-time="ago" title="{}">{}</time>').format(
+        iso(t), utc_text(t), ago_text(t, now)
+    )
+
+
+def ago_text(t: float, now: float | None = None) -> str:
     """How long ago a Unix time was: "just now", "5 min ago", "3 h ago", "2 days ago"."""
-    if not t:
-        return "-"
     seconds = max(0.0, (now if now is not None else time.time()) - t)
     if seconds < 60:
         return "just now"
@@ -116,6 +148,12 @@ async def error_page(
         session, token = None, ""
     context: dict[str, object] = {"status": status, "detail": detail, "fields": fields}
     return _html(request, "error.html", status, session, token, context)
+
+
+@routes.get("/favicon.ico")
+async def favicon(request: web.Request) -> web.Response:
+    """Browsers that ask for ``/favicon.ico`` get the SVG icon the pages link to."""
+    raise web.HTTPMovedPermanently(f"{STATIC_PREFIX}/{FAVICON}")
 
 
 @routes.get("/play/{camera_id}")

@@ -19,13 +19,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Final
 
 import segno
 from aiohttp import web
 
-from kitchencam import appkeys, keys, pages
+from kitchencam import appkeys, keys, pages, wording
 from kitchencam.compliance.records import CameraState
 from kitchencam.compliance.states import State
 from kitchencam.models import Camera, Restaurant
@@ -58,21 +57,6 @@ analyses the camera), never the restaurant's, so its kitchen is not hidden for i
 no checker has judged yet plays too. The player itself still shows nothing as live until
 pictures actually arrive, and says so when they stop."""
 
-STATE_WORDS: Final = MappingProxyType(
-    {
-        State.OK: ("Live", ""),
-        State.UNMONITORED: ("Live", "Not being checked right now."),
-        State.OFFLINE: ("Camera offline", "The camera is not sending video."),
-        State.DARK: ("Kitchen dark", "The camera sees no light."),
-        State.COVERED: ("Lens covered", "Something is covering the camera."),
-        State.BLURRED: ("Picture blurred", "The camera's picture is out of focus or fogged."),
-        State.FROZEN: ("Picture frozen", "The camera's picture has stopped changing."),
-        State.MOVED: ("Camera turned away", "The camera no longer shows the kitchen."),
-        State.DISABLED: ("Switched off", "The restaurant switched this camera off."),
-    }
-)
-CONNECTING_WORDS: Final = ("Connecting to the camera", "The video will start by itself.")
-
 
 @dataclass(frozen=True, slots=True)
 class Card:
@@ -89,7 +73,8 @@ class Card:
     playable: bool
     viewers: int | None
     snapshot: str | None
-    """URL of the camera's last good picture, shown on the placeholder."""
+    """URL of the camera's last good picture, shown on the placeholder; ``None`` while it
+    plays or has none."""
 
     @property
     def since_iso(self) -> str:
@@ -99,7 +84,7 @@ class Card:
     @property
     def since_text(self) -> str:
         """``since`` for people who run no JavaScript."""
-        return _utc(self.since).strftime("%Y-%m-%d %H:%M UTC") if self.since is not None else ""
+        return pages.utc_text(self.since) if self.since is not None else ""
 
     def public(self) -> dict[str, Any]:
         """The card as JSON for the page and ``status.json``."""
@@ -123,24 +108,34 @@ def _utc(t: float) -> datetime.datetime:
 
 
 def card(
-    camera: Camera, rid: str, state: CameraState | None, figures: dict[str, Any] | None
+    camera: Camera,
+    rid: str,
+    state: CameraState | None,
+    figures: dict[str, Any] | None,
+    *,
+    picture: bool = True,
 ) -> Card:
-    """What ``camera`` shows, from its published state and its relay's figures (pure)."""
+    """What ``camera`` shows, from its published state and its relay's figures (pure);
+    ``picture``: whether it has a last good picture to show while it does not play."""
     figures = figures or {}
     viewers = figures.get("viewers")
     shown = state.state if state is not None else None
     ingest = figures.get("state")
     since: float | None
     if state is not None and state.state not in PLAYABLE:
-        (title, note), kind, since = STATE_WORDS[state.state], state.state.value, state.since
+        (title, note), kind, since = (
+            wording.STATE_WORDS[state.state],
+            state.state.value,
+            state.since,
+        )
         playable = False
     elif ingest is not None and ingest != "live":
-        (title, note), kind = CONNECTING_WORDS, "connecting"
+        (title, note), kind = wording.CONNECTING_WORDS, "connecting"
         raw_since = figures.get("since")
         since = float(raw_since) if isinstance(raw_since, int | float) else None
         playable = False
     else:
-        (title, note), kind = STATE_WORDS[shown or State.OK], (shown or State.OK).value
+        (title, note), kind = wording.STATE_WORDS[shown or State.OK], (shown or State.OK).value
         since = state.since if state is not None else None
         playable = True
     return Card(
@@ -153,7 +148,7 @@ def card(
         since=since,
         playable=playable,
         viewers=viewers if isinstance(viewers, int) else None,
-        snapshot=None if playable else f"/r/{rid}/cameras/{camera.id}/last-good.jpg",
+        snapshot=None if playable or not picture else f"/r/{rid}/cameras/{camera.id}/last-good.jpg",
     )
 
 
@@ -207,8 +202,23 @@ async def _load_cards(request: web.Request, rid: str) -> list[Card]:
             figures = json.loads(raw) if raw else None
         except ValueError:
             figures = None
-        cards.append(card(camera, rid, states.get(camera.id), figures))
+        state = states.get(camera.id)
+        shown = card(camera, rid, state, figures)
+        if not shown.playable and not await _has_last_good(request, camera.id, state):
+            shown = card(camera, rid, state, figures, picture=False)
+        cards.append(shown)
     return cards
+
+
+async def _has_last_good(request: web.Request, cid: str, state: CameraState | None) -> bool:
+    """Whether :func:`last_good` has a picture for the camera (without reading it)."""
+    store = request.app[appkeys.COMPLIANCE].store
+    if state is not None and state.last_event:
+        event = await store.event(state.last_event)
+        if event is not None and event.camera_id == cid and event.last_good:
+            if await request.app[appkeys.REDIS].exists(keys.snapshot(event.last_good)):
+                return True
+    return await store.reference(cid) is not None
 
 
 def _public_html(request: web.Request, name: str, status: int, **context: object) -> web.Response:

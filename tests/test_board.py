@@ -305,6 +305,37 @@ async def test_camera_page_shows_evidence_and_acks_go_to_the_audit_log(
     assert len(entries) == 1
 
 
+async def test_only_events_that_raise_a_flag_can_be_acknowledged(client: Client) -> None:
+    w = await world(client)
+    redis = client.app[appkeys.REDIS]
+    held, covered = [str(e) for e in await redis.zrange(keys.camera_events(w["cam1"]), 0, -1)]
+    await regulator(client)
+    html = await (await client.get(f"/board/cameras/{w['cam1']}")).text()
+    token = csrf_from(html)
+    # The form is offered for the covered event only, and the page reads words, not codes.
+    assert f'action="/board/cameras/{w["cam1"]}/events/{covered}/ack"' in html
+    assert f'action="/board/cameras/{w["cam1"]}/events/{held}/ack"' not in html
+    assert "Lens covered: something is blocking the camera." in html
+    assert ">covered<" not in html
+
+    resp = await client.post(
+        f"/board/cameras/{w['cam1']}/events/{held}/ack",
+        data={"note": "nothing to see", "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert resp.status == 422
+    assert "only events that raise a flag can be acknowledged" in await resp.text()
+    assert await redis.exists(keys.AUDIT) == 0
+    resp = await client.post(
+        f"/board/cameras/{w['cam1']}/events/{covered}/ack",
+        data={"note": "called them", "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    entries: Any = await redis.xrange(keys.AUDIT)
+    assert len(entries) == 1
+
+
 # -- live updates -----------------------------------------------------------------------------
 
 

@@ -206,6 +206,20 @@ async def test_a_camera_that_is_not_ok_shows_a_placeholder_with_its_last_good_pi
     assert again.status == 304
 
 
+async def test_a_camera_without_a_last_good_picture_asks_for_none(client: Client) -> None:
+    rid, _, shown, _ = await _restaurant(client)
+    await _put_state(client, shown, State.OFFLINE, since=1_790_000_000.0)
+    (cam,) = (await (await client.get(f"/r/{rid}/status.json")).json())["cameras"]
+    assert cam["playable"] is False and cam["title"] == "Camera offline"
+    assert cam["snapshot"] is None and cam["viewers"] is None
+    html = await (await client.get(f"/r/{rid}")).text()
+    assert "last-good.jpg" not in html
+    # No "0 watching" beside a placeholder, even while the relay reports a count.
+    await _put_live(client, shown, {"state": "live", "viewers": 0})
+    html = await (await client.get(f"/r/{rid}")).text()
+    assert "watching" not in html
+
+
 async def test_the_snapshot_route_never_shows_another_cameras_picture(client: Client) -> None:
     rid, _token, shown, hidden = await _restaurant(client)
     other_rid, other_token = await register(client)

@@ -20,7 +20,8 @@ RELOAD_EVERY_MS = 1000  # the portal's camera page shows the state it had when i
 OK_WITH_PICTURE = """() => {
   const badge = document.querySelector("h1 .badge");
   const picture = document.querySelector("img.preview");
-  return badge !== null && badge.textContent.trim() === "ok"
+  return badge !== null && badge.textContent.trim() === "Picture good"
+    && badge.classList.contains("state-ok")
     && picture !== null && picture.complete && picture.naturalWidth > 0;
 }"""
 

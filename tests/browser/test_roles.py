@@ -88,7 +88,9 @@ class Row:
 
     ``fresh`` names what each cell needs of its own because the request uses it up or changes
     who the actor is: a ``camera`` of A, a ``restaurant`` standing in for A, a ``whep``
-    session, a ``webhook`` to delete, an SDP ``offer``, or a whole new signed-in ``actor``."""
+    session, a ``webhook`` to delete, an SDP ``offer``, or a whole new signed-in ``actor``;
+    ``flagged`` uses A's offline camera and its event that raised the flag (only such events
+    can be acknowledged)."""
 
     allowed: frozenset[str]
     json: Callable[[], dict[str, Any]] | None = None
@@ -103,6 +105,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row(EVERYONE),
     ("GET", "/metrics"): Row(EVERYONE),
     ("GET", "/static"): Row(EVERYONE),
+    ("GET", "/favicon.ico"): Row(EVERYONE),
     # the JSON API
     ("GET", "/api/v1/me"): Row(SIGNED_IN),
     ("POST", "/api/v1/restaurants"): Row(EVERYONE, json=restaurant_body),
@@ -180,7 +183,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/board/audit"): Row(REGULATORS),
     ("GET", "/board/cameras/{cid}"): Row(REGULATORS),
     ("POST", "/board/cameras/{cid}/events/{eid}/ack"): Row(
-        REGULATORS, form=lambda: {"note": "Seen; called the restaurant."}
+        REGULATORS, form=lambda: {"note": "Seen; called the restaurant."}, fresh="flagged"
     ),
     ("GET", "/board/snapshots/{sha}"): Row(REGULATORS),
     ("GET", "/board/cameras/{cid}/preview.jpg"): Row(REGULATORS),
@@ -384,6 +387,13 @@ async def world(server: Server, camera: RtspCamera, page: Page) -> AsyncIterator
         cid = str(cam["id"])
         world.ids.update(rid=rid, cid=cid, camera_id=cid, kind="svg")
         await world.api(actors[A], "PUT", f"/api/v1/restaurants/{rid}/webhook", {"url": HOOK_URL})
+        dead = camera_body(url=CLOSED_CAMERA, username=None, password=None)
+        dead_cam = await world.api(actors[A], "POST", f"/api/v1/restaurants/{rid}/cameras", dead)
+        dead_cid = str(dead_cam["id"])
+
+        async def offline_event() -> dict[str, Any] | None:
+            found = await world.api(actors[REG], "GET", f"/api/v1/events?camera={dead_cid}")
+            return next((e for e in found["events"] if e["to_state"] == "offline"), None)
 
         async def events() -> list[dict[str, Any]]:
             found = await world.api(actors[REG], "GET", f"/api/v1/events?camera={cid}")
@@ -398,6 +408,8 @@ async def world(server: Server, camera: RtspCamera, page: Page) -> AsyncIterator
         await wait_for(a_preview, "preview picture of A's camera")
         reference = await world.api(actors[A], "POST", f"/api/v1/cameras/{cid}/reference", {})
         world.ids.update(eid=event["id"], sha=reference["snapshot"])
+        flagged = await wait_for(offline_event, "offline event of A's unreachable camera")
+        world.ids.update(flagged_cid=dead_cid, flagged_eid=flagged["id"])
         yield world
     finally:
         for actor in actors.values():
@@ -451,6 +463,8 @@ async def attempt(
         data = await world.offer()
     elif row.fresh == "actor":
         actor = spare = await world.twin(role)
+    elif row.fresh == "flagged":
+        ids.update(cid=ids["flagged_cid"], eid=ids["flagged_eid"])
     path = fill(template, ids)
     headers = {} if forged else actor.headers(path)
     if row.content_type is not None:

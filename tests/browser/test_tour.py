@@ -20,8 +20,6 @@ from tests.support.camera import RtspCamera
 PAGE_DEADLINE_MS = 15_000
 PHONE: ViewportSize = {"width": 390, "height": 844}
 OK_DEADLINE_S = 30.0
-# The pages declare no icon, so browsers ask for /favicon.ico, which is not served (reported).
-IGNORED = ("/favicon.ico",)
 # WHEP answers errors the player handles by design: 503 + Retry-After while the relay has no
 # keyframe yet, 404 for a session that already ended.
 PLAYER_HANDLED = "/whep/"
@@ -45,7 +43,7 @@ class Visitor:
         page.on("response", self._response)
 
     def _unexpected(self, url: str) -> bool:
-        return not (url in self.expected or url.endswith(IGNORED) or PLAYER_HANDLED in url)
+        return not (url in self.expected or PLAYER_HANDLED in url)
 
     def _response(self, response: Response) -> None:
         if response.status >= 400 and self._unexpected(response.url):

@@ -6,6 +6,8 @@
 // EventSource resumes with Last-Event-ID after a dropped connection. A "resync" event (this
 // board fell behind, or changes were trimmed) refetches the table from the same URL.
 
+import { setTime, showTimes } from "./time.js";
+
 const live = document.getElementById("board-live");
 const status = document.getElementById("board-status");
 
@@ -13,9 +15,27 @@ function setStatus(text) {
   if (status) status.textContent = text;
 }
 
-// Unix seconds as the server writes them: 2026-11-29T08:30:00Z.
-function iso(seconds) {
-  return new Date(seconds * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
+// What people read for a state and a cause (kitchencam.wording), never the codes.
+function readWords() {
+  const el = document.getElementById("board-words");
+  try {
+    return el ? JSON.parse(el.textContent) : null;
+  } catch {
+    return null;
+  }
+}
+
+const words = readWords() || { states: {}, causes: {}, unknown: "" };
+
+function stateWords(state) {
+  return words.states[state] || "Unknown";
+}
+
+// Why a camera went to `state`: the cause's sentence, else the state's words (as the server's
+// wording.change does).
+function changeWords(cause, state) {
+  if (!cause) return "";
+  return words.causes[cause] || (words.states[state] ? `${words.states[state]}.` : words.unknown);
 }
 
 function readScope(root) {
@@ -86,13 +106,17 @@ class Board {
     const badge = row.querySelector('[data-field="state"]');
     if (badge) {
       badge.className = `badge state-${change.state}`;
-      badge.textContent = change.state;
-      badge.title = change.detail || "";
+      badge.textContent = stateWords(change.state);
+      badge.title = changeWords(change.cause, change.state);
     }
     const since = row.querySelector('[data-field="since"]');
     if (since && typeof change.since === "number") {
-      since.dateTime = iso(change.since);
-      since.textContent = iso(change.since);
+      let time = since.querySelector("time");
+      if (!time) {
+        time = document.createElement("time");
+        since.replaceChildren(time);
+      }
+      setTime(time, change.since, "when");
     }
     row.classList.remove("board-changed");
     void row.offsetWidth; // restart the highlight animation
@@ -131,6 +155,7 @@ async function refresh() {
       board.root.dataset[name] = fresh.dataset[name] || "";
     }
     board = new Board(board.root);
+    showTimes(board.root);
     setStatus("Live updates: on");
   } catch {
     setStatus("Live updates: refresh failed; retrying");

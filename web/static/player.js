@@ -22,6 +22,7 @@ const JITTER = 0.3; // each wait is the back-off times 1 ± 0.3 at random
 const STALL_MS = 3000; // connected but no new picture for this long: "stalled"
 const CONNECT_TIMEOUT_MS = 20000; // no picture this long after an answer: reconnect
 const WATCH_MS = 500;
+const HANGUP_CAP_MS = 2000; // longest wait for the session's DELETE before closing anyway
 
 class RetryLater extends Error {
   constructor(message, delayMs) {
@@ -166,17 +167,26 @@ export class WhepPlayer extends EventTarget {
     clearInterval(this._watch);
     this._watch = null;
     this._frames.stop();
-    if (this._session !== null) {
-      fetch(this._session, { method: "DELETE", keepalive }).catch(() => {});
-      this._session = null;
-    }
-    if (this._pc !== null) {
-      this._pc.onconnectionstatechange = null;
-      this._pc.ontrack = null;
-      this._pc.close();
-      this._pc = null;
+    const pc = this._pc;
+    this._pc = null;
+    if (pc !== null) {
+      pc.onconnectionstatechange = null;
+      pc.ontrack = null;
     }
     this.video.srcObject = null;
+    if (this._session === null) {
+      pc?.close();
+      return;
+    }
+    // End the WHEP session first, then close the connection: a closed connection ends the
+    // session on the server by itself, and the DELETE would then find nothing (404). A 404
+    // (already ended) is fine; either way the connection closes within HANGUP_CAP_MS.
+    const ended = fetch(this._session, { method: "DELETE", keepalive }).catch(() => {});
+    this._session = null;
+    if (pc !== null) {
+      const cap = new Promise((resolve) => setTimeout(resolve, HANGUP_CAP_MS));
+      Promise.race([ended, cap]).then(() => pc.close());
+    }
   }
 
   _retry(reason, delayMs = null) {

@@ -3,6 +3,7 @@
 // Polls the page's status.json and switches cards without a reload.
 
 import { WhepPlayer } from "./player.js";
+import { setTime } from "./time.js";
 
 const POLL_JITTER = 0.2;
 const POLL_MAX_BACKOFF_MS = 60000;
@@ -13,22 +14,14 @@ const template = document.getElementById("camera-card");
 const empty = document.getElementById("watch-empty");
 const cards = new Map(); // camera id -> { el, player, info }
 
-function localTime(seconds) {
-  const date = new Date(seconds * 1000);
-  const sameDay = date.toDateString() === new Date().toDateString();
-  const options = sameDay
-    ? { hour: "2-digit", minute: "2-digit" }
-    : { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" };
-  try {
-    return date.toLocaleString(undefined, options);
-  } catch {
-    return date.toISOString();
-  }
-}
-
-function viewersText(n) {
-  if (n === null || n === undefined) return "";
-  return n === 1 ? "1 watching" : `${n} watching`;
+// The relay's count lags a few seconds behind: a viewer whose own video plays counts at least
+// themself; "0 watching" is never shown, nor any count beside a placeholder.
+function viewersText(entry) {
+  const n = entry.info.viewers;
+  if (!entry.info.playable || n === null || n === undefined) return "";
+  const shown = entry.el.dataset.player === "live" ? Math.max(n, 1) : n;
+  if (shown === 0) return "";
+  return shown === 1 ? "1 watching" : `${shown} watching`;
 }
 
 function field(el, name) {
@@ -57,6 +50,7 @@ function startPlayer(entry) {
     entry.el.dataset.player = state;
     // Only arriving pictures count as live: anything else covers the video with words.
     setOverlay(entry, state === "live" ? "" : message);
+    field(entry.el, "viewers").textContent = viewersText(entry);
   });
   entry.player = player;
   setOverlay(entry, "Connecting…");
@@ -84,7 +78,7 @@ function render(entry, previous) {
   field(el, "name").textContent = info.name;
   field(el, "location").textContent = info.location;
   field(el, "location").hidden = !info.location;
-  field(el, "viewers").textContent = viewersText(info.viewers);
+  field(el, "viewers").textContent = viewersText(entry);
   const video = field(el, "video");
   const placeholder = field(el, "placeholder");
   if (info.playable) {
@@ -104,17 +98,21 @@ function render(entry, previous) {
     const since = field(el, "since");
     if (info.since) {
       since.hidden = false;
-      const time = field(el, "since-time");
-      time.dateTime = new Date(info.since * 1000).toISOString();
-      time.textContent = localTime(info.since);
+      setTime(field(el, "since-time"), info.since, "when");
     } else {
       since.hidden = true;
     }
+    // The last good picture if there is one (status.json says snapshot: null when not);
+    // else a neutral drawing, and no request for a picture that does not exist.
     const img = field(el, "snapshot");
-    if (info.snapshot && img.getAttribute("src") !== info.snapshot) {
+    if (info.snapshot) {
+      if (img.getAttribute("src") !== info.snapshot) img.src = info.snapshot;
       img.hidden = false;
-      img.src = info.snapshot;
+    } else {
+      img.removeAttribute("src");
+      img.hidden = true;
     }
+    field(el, "illustration").toggleAttribute("hidden", !img.hidden); // an SVG: no .hidden
   }
 }
 
@@ -129,6 +127,7 @@ function update(cameras) {
       const img = field(el, "snapshot");
       img.addEventListener("error", () => {
         img.hidden = true;
+        field(el, "illustration").removeAttribute("hidden");
       });
       cards.set(info.id, entry);
     }
