@@ -325,7 +325,7 @@ class Checker:
             pipe.set(marker, "1", ex=keys.APPLIED_TTL_S)
             if updated is not None:
                 pipe.set(key, updated.model_dump_json())
-                if raw is None or updated.state != current.state:
+                if raw is None or board_fields(updated) != board_fields(current):
                     _announce(pipe, board_fields(updated))
             if event is not None:
                 self._write_event(pipe, event, bool(webhook))
@@ -355,6 +355,10 @@ class Checker:
             enabled = news.enabled
         state = published_state(enabled, held, monitor)
         changed = state != current.state
+        # A relay taking a camera up (or losing it) changes why it shows what it shows even
+        # when the state stays: ``unmonitored`` because nobody checks it, or because its first
+        # picture is still awaited.
+        explained = changed or (held != current.held and state is not State.DISABLED)
         return current.model_copy(
             update={
                 "district": district,
@@ -364,8 +368,8 @@ class Checker:
                 "relay": relay,
                 "state": state,
                 "since": news.t if changed else current.since,
-                "cause": _cause(news, state) if changed else current.cause,
-                "detail": news.detail if changed else current.detail,
+                "cause": _cause(news, state) if explained else current.cause,
+                "detail": news.detail if explained else current.detail,
                 "last_entry": entry_id,
                 "updated_at": self.clock(),
             }

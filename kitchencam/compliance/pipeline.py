@@ -26,7 +26,6 @@ from kitchencam.compliance.states import (
     Evidence,
     FrameSample,
     LeaseHeld,
-    LeaseLost,
     Memory,
     State,
     Step,
@@ -108,10 +107,10 @@ class CameraAnalysis:
         return self.monitor.state
 
     def resume(self, t: float) -> Step:
-        """Start (or continue after a gap) under a relay: stop the clocks of whatever was
-        pending, keep raised flags, and mark the camera held."""
-        if self.monitor.memory.held:
-            self.monitor.observe(LeaseLost(t, "relay restarted"))
+        """Start (or continue after another relay) under this relay: the core stops the
+        clocks of whatever was pending, keeps raised flags, and keeps an ``ok`` verdict only
+        across a short hand-over (``Config.resume_gap_s``); a camera not yet checked stays
+        ``unmonitored`` until a good picture is."""
         return self.monitor.observe(LeaseHeld(t))
 
     def use_reference(self, jpeg: bytes) -> None:

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -42,6 +42,7 @@ from kitchencam.compliance.states import (
     MediaFlowing,
     Memory,
     Problem,
+    State,
     Tick,
 )
 from kitchencam.compliance.store import ComplianceStore
@@ -423,14 +424,19 @@ class KeyframeSampler:
             )
         if result.news_kind is Kind.HELD:
             store.stage_held(pipe, [self.camera_id], self._owner.instance)
+            relay = self._owner.instance
+            if memory.state is State.UNMONITORED:
+                cause, detail = "awaiting_evidence", f"relay {relay} checks the camera's picture"
+            else:
+                cause, detail = "lease_held", f"relay {relay} analyses the camera"
             news = News(
                 kind=Kind.HELD,
                 camera=self.camera_id,
                 t=memory.last_t or self._owner.clock(),
                 to_state=memory.state.value,
-                cause="lease_held",
-                detail=f"relay {self._owner.instance} analyses the camera",
-                relay=self._owner.instance,
+                cause=cause,
+                detail=detail,
+                relay=relay,
             )
             store.stage_news(pipe, news, (), self.restaurant_id)
         for transition in outcome.step.transitions:
@@ -466,8 +472,8 @@ class LeaseBook(Protocol):
         """A fenced write about the camera was refused."""
         ...
 
-    async def run_fenced(self, batches: Sequence[FencedBatch]) -> None:
-        """Run many fenced batches in one round trip, reporting the refused ones."""
+    def stage_periodically(self, stage: Callable[[str, FencedBatch], object]) -> None:
+        """Have ``stage`` add its writes to every held camera's fenced batch of each interval."""
         ...
 
 
@@ -504,8 +510,14 @@ class Observers:
         self.outage = RedisOutage(f"relay {instance} compliance", log)
 
     def use_leases(self, leases: LeaseBook) -> None:
-        """Fence every write about a camera by the camera's lease (a relay with leases)."""
+        """Fence every write about a camera by the camera's lease (a relay with leases); the
+        holds then ride in the relay's one fenced batch per interval, with the figures."""
         self.leases = leases
+        leases.stage_periodically(self._stage_hold)
+
+    def _stage_hold(self, camera_id: str, batch: FencedBatch) -> None:
+        if camera_id in self._samplers:
+            self.store.stage_held(batch, [camera_id], self.instance)
 
     async def write(self, camera_id: str, stage: Callable[[Any], object]) -> None:
         """Apply the writes ``stage`` queues about one camera atomically: fenced by the
@@ -565,19 +577,10 @@ class Observers:
             await asyncio.sleep(keys.HELD_REFRESH_S)
 
     async def _refresh_held(self) -> None:
-        """Refresh every analysed camera's hold, each fenced by its lease, in one round trip."""
+        """Refresh every analysed camera's hold in one round trip (with leases, the relay's
+        fenced batch of each interval carries them: ``_stage_hold``)."""
         if self.leases is None:
             await self.store.refresh_held(list(self._samplers), self.instance)
-            return
-        batches = []
-        for cid in list(self._samplers):
-            try:
-                batch = self.leases.fenced(cid)
-            except LeaseLost:
-                continue  # the relay is stopping this camera
-            self.store.stage_held(batch, [cid], self.instance)
-            batches.append(batch)
-        await self.leases.run_fenced(batches)
 
     async def _follow(self) -> None:
         last = "$"

@@ -14,6 +14,12 @@ thresholds) or missing evidence restarts both clocks. When several conditions ar
 state is the first of ``PRIORITY``. ``unmonitored`` (no relay holds the camera: our fault) and
 ``disabled`` override everything and are never blamed on the restaurant.
 
+``ok`` is a verdict too, never a default: a held camera with nothing raised is ``ok`` only once
+a sampled picture was checked and found good (:attr:`Memory.verified`), and stays
+``unmonitored`` (cause ``awaiting_evidence``: not judged yet, the restaurant is blamed for
+nothing) until then. Losing the lease, being switched on, or going ``offline`` forgets that
+verdict; a relay taking over a camera whose evidence is recent (a hand-over) keeps it.
+
 Times are seconds on any clock the caller keeps consistent per camera (wall clock in the
 checker, media time in ``kitchencam analyze``). Nothing here does I/O or reads a clock; every
 function runs on the caller's thread.
@@ -140,6 +146,12 @@ class Config:
     max_sample_gap_s: float = 12.0
     """Samples further apart than this do not continue a run: a condition must be seen, not
     assumed across a gap in the evidence."""
+    resume_gap_s: float = 6.0
+    """A relay that takes a camera over keeps the previous relay's ``ok`` verdict only when
+    that relay's last evidence is at most this old: a planned hand-over takes 1-3 s (stop,
+    release, the next claim scan), so an ``ok`` camera stays ``ok`` through it; a dead relay's
+    cameras come back after the lease TTL (8 s) or more, and are checked afresh. Equal to
+    ``offline_raise_s``: no older than an ``ok`` camera may go without packets anyway."""
 
     dark_p98_bad: float = 40.0
     """Dark when 98 % of the picture is below luma 40 (about 11 % above video black): nothing
@@ -429,6 +441,9 @@ class Memory:
     last_media_t: float | None = None
     problem: str = ""
     """The supervisor's latest report of why it gets no media (for the ``offline`` event)."""
+    verified: bool = False
+    """A sampled picture was checked and found good since the relay took the camera (or since
+    it was switched on, or came back from ``offline``): only then can the camera be ``ok``."""
     tracks: Mapping[Condition, Track] = field(
         default_factory=lambda: {c: Track() for c in PRIORITY}
     )
@@ -448,6 +463,7 @@ class Memory:
             "last_sample_t": self.last_sample_t,
             "last_media_t": self.last_media_t,
             "problem": self.problem,
+            "verified": self.verified,
             "tracks": {
                 c.value: [t.active, t.bad_since, t.good_since] for c, t in self.tracks.items()
             },
@@ -469,6 +485,7 @@ class Memory:
                 last_sample_t=_opt(data["last_sample_t"]),
                 last_media_t=_opt(data["last_media_t"]),
                 problem=str(data["problem"]),
+                verified=bool(data.get("verified", False)),
                 tracks=tracks,
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -489,7 +506,9 @@ class Transition:
     to_state: State
     cause: str
     """``offline``, ``dark``, ..., ``moved`` when that condition is (still) raised; ``cleared``
-    back to ``ok``; ``lease_lost``, ``lease_held``, ``disabled``, ``enabled``."""
+    back to ``ok``; ``checked`` to ``ok`` from ``unmonitored`` (the first good picture);
+    ``awaiting_evidence`` to ``unmonitored`` while held (no good picture checked yet);
+    ``lease_lost``, ``lease_held``, ``disabled``, ``enabled``."""
     detail: str
     """One human sentence: how long it held, the supervisor's reason, who switched it."""
     measures: Mapping[str, float]
@@ -537,18 +556,23 @@ def step(memory: Memory, evidence: Evidence, baseline: Baseline, config: Config)
             cause, detail = "disabled", f"switched off by {by}" if by else "switched off"
             return _finish(memory, mem, t, cause, detail, measures)
         case Enabled(by=by):
-            mem = replace(mem, enabled=True, tracks=_fresh(), last_sample_t=None)
+            mem = replace(mem, enabled=True, tracks=_fresh(), last_sample_t=None, verified=False)
             cause, detail = "enabled", f"switched on by {by}" if by else "switched on"
             return _finish(memory, mem, t, cause, detail, measures)
         case LeaseLost(reason=reason):
             # Keep what is raised (only evidence clears a flag) but stop every clock.
             kept = {c: Track(active=tr.active) for c, tr in tracks.items()}
-            mem = replace(mem, held=False, tracks=kept, last_sample_t=None)
+            mem = replace(mem, held=False, tracks=kept, last_sample_t=None, verified=False)
             detail = reason or "no relay holds the camera"
             return _finish(memory, mem, t, "lease_lost", detail, measures)
         case LeaseHeld():
-            mem = replace(mem, held=True)
-            return _finish(memory, mem, t, "lease_held", "a relay holds the camera", measures)
+            mem = _take_over(memory, mem, t, config)
+            if _target(mem) is State.UNMONITORED:
+                cause = "awaiting_evidence"
+                detail = "a relay holds the camera; no picture checked yet"
+            else:
+                cause, detail = "lease_held", "a relay holds the camera"
+            return _finish(memory, mem, t, cause, detail, measures)
     if not (mem.enabled and mem.held):
         return Step(mem)  # nobody should be sending this; a fenced-out relay may still be
     match evidence:
@@ -561,7 +585,8 @@ def step(memory: Memory, evidence: Evidence, baseline: Baseline, config: Config)
             grades[Condition.OFFLINE] = Grade.GOOD
             if previous_t is not None and t - previous_t <= config.max_sample_gap_s:
                 onsets[Condition.FROZEN] = previous_t
-            mem = replace(mem, last_sample_t=t, last_media_t=t)
+            verified = mem.verified or _fine(grades)
+            mem = replace(mem, last_sample_t=t, last_media_t=t, verified=verified)
         case MediaFlowing():
             grades[Condition.OFFLINE] = Grade.GOOD
             mem = replace(mem, last_media_t=t)
@@ -591,6 +616,11 @@ def step(memory: Memory, evidence: Evidence, baseline: Baseline, config: Config)
         elif before.active and not after.active:
             cleared.append(c)
     mem = replace(mem, tracks=tracks)
+    offline_run = tracks[Condition.OFFLINE].bad_since
+    if "offline.since" in measures and offline_run is not None:
+        measures = {"offline.since": offline_run}  # the run, not this report, started it
+    if Condition.OFFLINE in raised:
+        mem = replace(mem, verified=False)  # back from offline only on a good picture
     learning = Learning()
     if verdict is not None:
         learning = _learning(mem, grades)
@@ -609,10 +639,15 @@ def step(memory: Memory, evidence: Evidence, baseline: Baseline, config: Config)
         else:
             text = f"{memory.state.value} cleared; {condition.value} still raised"
         detail = f"{text} ({detail})" if detail else text
+    elif target == State.OK and memory.state == State.UNMONITORED:
+        cause, detail = "checked", "a sampled picture was checked and found good"
     elif target == State.OK:
         cause = "cleared"
         names = ", ".join(c.value for c in cleared) or memory.state.value
         detail = f"{names} cleared after good evidence"
+    elif target == State.UNMONITORED:
+        names = ", ".join(c.value for c in cleared) or memory.state.value
+        cause, detail = "awaiting_evidence", f"{names} cleared; no good picture checked yet"
     return Step(
         replace(mem, state=target, since=t),
         (Transition(t, memory.state, target, cause, detail, measures),),
@@ -626,6 +661,25 @@ _CONDITION_STATES: Final = frozenset(State(c.value) for c in PRIORITY)
 
 def _fresh() -> dict[Condition, Track]:
     return {c: Track() for c in PRIORITY}
+
+
+def _fine(grades: Mapping[Condition, Grade]) -> bool:
+    """A picture that verifies a camera: nothing in it is bad. The same bar an ``ok`` camera
+    is held to (grey raises nothing); what cannot be judged yet (no reference view, a cold
+    baseline, no previous picture) is judged by its own rule as soon as it can be."""
+    return all(g is not Grade.BAD for g in grades.values())
+
+
+def _take_over(old: Memory, mem: Memory, t: float, config: Config) -> Memory:
+    """A relay holds the camera. Over a memory another relay (or this one before a restart)
+    left held, stop the clocks of whatever was pending (evidence must be seen, not assumed
+    across the gap), keep raised flags, and keep the ``ok`` verdict only if that relay's last
+    evidence is recent (a hand-over, ``resume_gap_s``)."""
+    if not old.held:
+        return replace(mem, held=True)
+    kept = {c: Track(active=tr.active) for c, tr in mem.tracks.items()}
+    recent = old.last_t is not None and t - old.last_t <= config.resume_gap_s
+    return replace(mem, tracks=kept, last_sample_t=None, verified=old.verified and recent)
 
 
 def _finish(
@@ -650,7 +704,7 @@ def _target(mem: Memory) -> State:
     for c in PRIORITY:
         if mem.tracks[c].active:
             return State(c.value)
-    return State.OK
+    return State.OK if mem.verified else State.UNMONITORED
 
 
 def _mask(

@@ -225,3 +225,46 @@ async def test_events_queue_webhook_deliveries_when_a_webhook_is_set(world: Any)
     assert len(queued) == 1
     delivery = json.loads(await world.redis.get(keys.webhook_delivery(queued[0])))
     assert delivery["restaurant"] == world.restaurant.id and delivery["attempts"] == 0
+
+
+async def test_a_new_camera_shows_ok_only_when_its_monitor_says_so(world: Any) -> None:
+    """A relay taking up a new camera says ``unmonitored`` (awaiting evidence): the published
+    state stays ``unmonitored``, only its cause changes (announced, no event); ``ok`` comes
+    with the monitor's first checked picture."""
+    checker = Checker(world.store, world.registry, "checker-a")
+    await checker.ensure_groups()
+    await checker.reconcile()  # the registration, as the checker finds it
+    while await checker.read_once(block_ms=10):
+        pass
+    await world.store.refresh_held([world.camera.id], "relay-1")
+    news = News(
+        kind=Kind.HELD,
+        camera=world.camera.id,
+        t=1000.0,
+        to_state="unmonitored",
+        cause="awaiting_evidence",
+        detail="relay relay-1 checks the camera's picture",
+        relay="relay-1",
+    )
+    await world.store.publish(news, (), world.restaurant.id)
+    while await checker.read_once(block_ms=10):
+        pass
+    state = await world.store.state(world.camera.id)
+    assert state is not None and state.state is State.UNMONITORED and state.held
+    assert state.cause == "awaiting_evidence" and state.since != 1000.0
+    events = await world.store.events_between(keys.camera_events(world.camera.id), 0, 1e12)
+    assert events == []
+    board: Any = await world.redis.xrange(keys.BOARD)
+    assert board[-1][1]["cause"] == "awaiting_evidence"
+
+    checked = monitor_news(world.camera.id, 1002.0, "unmonitored", "ok", cause="checked")
+    await world.store.publish(checked, (), world.restaurant.id)
+    while await checker.read_once(block_ms=10):
+        pass
+    state = await world.store.state(world.camera.id)
+    assert state is not None and state.state is State.OK and state.since == 1002.0
+    assert state.cause == "checked"
+    events = await world.store.events_between(keys.camera_events(world.camera.id), 0, 1e12)
+    assert [(e.from_state, e.to_state, e.cause) for e in events] == [
+        (State.UNMONITORED, State.OK, "checked")
+    ]

@@ -66,3 +66,49 @@ async def test_covered_offline_and_unmonitored_end_to_end(
         assert lost["cause"] == "lease_lost" and lost["since"] - gone <= 17.0
         resp = await web.get(f"/api/v1/events?camera={cid}", headers=bearer(token))
         assert (await resp.json())["events"][0]["to_state"] == "unmonitored"
+
+
+async def test_a_camera_is_ok_only_after_a_checked_picture(
+    aiohttp_client: Any, make_app: Any
+) -> None:
+    """Two new cameras on a real relay: one nobody can reach, one sending a good picture. The
+    unreachable one is never shown ``ok``: ``unmonitored`` (being checked) until ``offline``
+    is raised on time; the good one turns ``ok`` on its first checked picture, with it as
+    evidence."""
+    web = await aiohttp_client(make_app(roles=("web", "checker"), allow_networks=LOOPBACK))
+    with RtspCamera(width=320, height=240, fps=10, gop=20, source=CLIPS / "good.mp4") as cam:
+        await aiohttp_client(make_app(roles=("relay",), allow_networks=LOOPBACK))
+        rid, token = await register(web)
+        unreachable = "rtsp://127.0.0.1:9/stream"  # discard port: connection refused
+        dead = await add_camera(web, rid, token, url=unreachable, username=None, password=None)
+        good = await add_camera(web, rid, token, url=cam.url, username=None, password=None)
+        seen: dict[str, set[tuple[str, str]]] = {dead["id"]: set(), good["id"]: set()}
+
+        async def settled() -> bool:
+            for cid, states in seen.items():
+                body = await state_of(web, cid, token)
+                states.add((body["state"], body["cause"]))
+            return ("offline", "offline") in seen[dead["id"]] and ("ok", "checked") in seen[
+                good["id"]
+            ]
+
+        done: bool = await eventually(
+            settled, "the unreachable camera offline, the good one ok", 30.0
+        )
+        assert done and {state for state, _ in seen[dead["id"]]} == {"unmonitored", "offline"}
+        assert ("unmonitored", "awaiting_evidence") in seen[dead["id"]]  # held, being checked
+        assert {state for state, _ in seen[good["id"]]} <= {"unmonitored", "ok"}
+
+        # The events are every change of the published state: never ok before evidence.
+        resp = await web.get(f"/api/v1/events?camera={dead['id']}", headers=bearer(token))
+        (offline,) = (await resp.json())["events"]
+        assert (offline["from_state"], offline["to_state"]) == ("unmonitored", "offline")
+        since = offline["measures"]["offline.since"]
+        delay = offline["t"] - since
+        assert 6.0 <= delay <= 10.0, delay  # not before offline_raise_s; within the 10 s target
+        resp = await web.get(f"/api/v1/events?camera={good['id']}", headers=bearer(token))
+        (checked,) = (await resp.json())["events"]
+        assert (checked["from_state"], checked["to_state"]) == ("unmonitored", "ok")
+        assert checked["cause"] == "checked" and checked["snapshot"]
+        snap = await web.get(f"/api/v1/snapshots/{checked['snapshot']}", headers=bearer(token))
+        assert snap.status == 200 and (await snap.read()).startswith(b"\xff\xd8")

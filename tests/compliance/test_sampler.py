@@ -78,6 +78,56 @@ async def test_covered_clip_raises_covered_with_evidence(world: Any) -> None:
     assert memory is not None and memory.state is State.COVERED
 
 
+async def test_a_new_camera_is_held_unmonitored_until_a_picture_is_checked(world: Any) -> None:
+    clock = Clock(1000.0)
+    observers = Observers(world.store, "relay-1", threads=1, clock=clock)
+    sampler = observers.make_observer(world.camera)
+    await eventually(lambda: sampler._analysis is not None, "monitor loaded")
+
+    async def first(kind: str) -> dict[str, Any] | None:
+        found = [e for e in await news(world.redis) if e["kind"] == kind]
+        return found[0] if found else None
+
+    held: dict[str, Any] = await eventually(lambda: first("held"), "held news")
+    assert (held["to"], held["cause"]) == ("unmonitored", "awaiting_evidence")
+    assert await first("monitor") is None  # holding a camera proves nothing about it
+    units, info = access_units("good", keyframes_only=True)
+    clock.t = 1002.0
+    sampler.on_access_unit(units[0].au, info)
+    checked: dict[str, Any] = await eventually(
+        lambda: first("monitor"), "the first checked picture"
+    )
+    assert (checked["from"], checked["to"], checked["cause"]) == ("unmonitored", "ok", "checked")
+    assert float(checked["t"]) == 1002.0 and sampler.samples == 1
+    snap = await world.store.snapshot(checked["snapshot"])
+    assert snap is not None and snap.jpeg.startswith(b"\xff\xd8")
+    await observers.aclose()
+
+
+async def test_a_relay_taking_over_soon_keeps_ok_without_news_of_a_change(world: Any) -> None:
+    clock = Clock(1000.0)
+    first = Observers(world.store, "relay-1", threads=1, clock=clock)
+    sampler = first.make_observer(world.camera)
+    await eventually(lambda: sampler._analysis is not None, "monitor loaded")
+    units, info = access_units("good", keyframes_only=True)
+    sampler.on_access_unit(units[0].au, info)
+    await eventually(lambda: sampler.samples == 1 and not sampler._busy, "one analysis")
+    await first.aclose()
+    clock.t = 1002.0  # a hand-over: the next relay starts 2 s later
+    second = Observers(world.store, "relay-2", threads=1, clock=clock)
+    again = second.make_observer(world.camera)
+
+    async def held_by_second() -> dict[str, Any] | None:
+        found = [e for e in await news(world.redis) if e.get("relay") == "relay-2"]
+        return found[0] if found else None
+
+    held: dict[str, Any] = await eventually(held_by_second, "held news from the second relay")
+    assert (held["kind"], held["to"], held["cause"]) == ("held", "ok", "lease_held")
+    assert [e["kind"] for e in await news(world.redis)] == ["held", "monitor", "held"]
+    assert again._analysis is not None and again._analysis.state is State.OK
+    await second.aclose()
+
+
 async def test_monitor_continues_where_the_last_relay_was(world: Any) -> None:
     clock = Clock(1000.0)
     first = Observers(world.store, "relay-1", threads=1, clock=clock)

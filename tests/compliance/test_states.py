@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,15 +64,24 @@ def baseline(media) -> Baseline:
     return base
 
 
+CHECKED = Memory(state=State.OK, since=0.0, held=True, verified=True, last_t=0.0)
+"""A camera held by a relay and found good at t=0: where most timelines start."""
+
+
+def held(baseline: Baseline) -> Memory:
+    """A new camera a relay has just taken up at t=0: nothing checked yet."""
+    return step(Memory(), LeaseHeld(0.0), baseline, CONFIG).memory
+
+
 def run(
     timeline: Iterable[Evidence],
     baseline: Baseline,
     memory: Memory | None = None,
     config: Config = CONFIG,
 ) -> tuple[list[Transition], Memory]:
-    """Fold a timeline through ``step``; a camera held by a relay since t=0 unless given."""
+    """Fold a timeline through ``step``; a camera held and found good at t=0 unless given."""
     if memory is None:
-        memory = step(Memory(), LeaseHeld(0.0), baseline, config).memory
+        memory = CHECKED
     transitions: list[Transition] = []
     for evidence in timeline:
         result = step(memory, evidence, baseline, config)
@@ -103,14 +113,98 @@ def test_a_camera_is_unmonitored_until_a_relay_holds_it(baseline):
     result = step(Memory(), Tick(0.0), baseline, CONFIG)
     assert result.memory.state == State.UNMONITORED
     assert not result.transitions
-    held = step(result.memory, LeaseHeld(1.0), baseline, CONFIG)
-    assert held.memory.state == State.OK
-    (transition,) = held.transitions
-    assert (transition.from_state, transition.to_state, transition.cause) == (
-        State.UNMONITORED,
-        State.OK,
-        "lease_held",
-    )
+
+
+NEW_CAMERA_TIMELINES = {
+    "nothing yet": ([(float(t), "tick") for t in range(1, 30)], []),
+    "packets, no picture": ([(float(t), "media") for t in range(1, 30)], []),
+    "a good picture": (
+        [(1.0, "media"), (2.0, "good")],
+        [(2.0, State.UNMONITORED, State.OK, "checked")],
+    ),
+    "covered from the start": (
+        [(float(t), "covered") for t in range(2, 14, 2)]
+        + [(float(t), "good") for t in range(14, 24, 2)],
+        [
+            (6.0, State.UNMONITORED, State.COVERED, "covered"),
+            (20.0, State.COVERED, State.OK, "cleared"),
+        ],
+    ),
+    "unreachable from the start": (
+        [(t, "refused") for t in (1.0, 4.0, 7.0)] + [(float(t), "tick") for t in range(8, 12)],
+        [(7.0, State.UNMONITORED, State.OFFLINE, "offline")],
+    ),
+}
+"""A camera a relay has just taken up: what comes (time, kind), and the transitions expected."""
+
+
+@pytest.mark.parametrize("name", NEW_CAMERA_TIMELINES)
+def test_a_new_camera_is_ok_only_after_a_good_picture(
+    name: str, media: Any, baseline: Baseline
+) -> None:
+    """A relay taking up a camera proves nothing about it: it stays ``unmonitored`` (awaiting
+    evidence, nobody blamed) until a picture is checked good, or a fault is raised."""
+    timeline, expected = NEW_CAMERA_TIMELINES[name]
+    pictures = {"good": media.measures(), "covered": _bad(Condition.COVERED, media)}
+    start = step(Memory(), LeaseHeld(0.0), baseline, CONFIG)
+    assert start.memory.state == State.UNMONITORED and start.memory.held
+    assert not start.transitions  # unmonitored before, unmonitored now
+    evidence: list[Evidence] = []
+    for t, kind in timeline:
+        if kind == "tick":
+            evidence.append(Tick(t))
+        elif kind == "media":
+            evidence.append(MediaFlowing(t))
+        elif kind == "refused":
+            evidence.append(ConnectionProblem(t, Problem.CANNOT_CONNECT, "connection refused"))
+        else:
+            evidence.append(FrameSample(t, pictures[kind], t - 2.0 if t > 2.0 else None))
+    transitions, memory = run(evidence, baseline, start.memory)
+    assert [(tr.t, tr.from_state, tr.to_state, tr.cause) for tr in transitions] == expected
+    assert memory.verified == any(to == State.OK for _, _, to, _ in expected)
+
+
+@pytest.mark.parametrize(
+    ("gap", "expected"),
+    [
+        (2.0, []),  # a hand-over: the verdict carries over, nothing flaps
+        (CONFIG.resume_gap_s, []),
+        (
+            20.0,
+            [
+                (State.OK, State.UNMONITORED, "awaiting_evidence"),
+                (State.UNMONITORED, State.OK, "checked"),
+            ],
+        ),
+    ],
+)
+def test_a_relay_taking_over_keeps_ok_only_across_a_short_gap(
+    gap: float, expected: list[tuple[State, State, str]], media: Any, baseline: Baseline
+) -> None:
+    """The next relay loads the memory the last one saved (still ``held``): recent good
+    evidence carries over; after a longer gap (a dead relay) the camera is checked afresh,
+    and shown ``unmonitored`` (our gap, not the restaurant's) until it is."""
+    _, previous = run(samples(2.0, 30.0, 2.0, lambda t: media.measures()), baseline)
+    assert previous.state == State.OK and previous.last_t == 28.0
+    resumed = 28.0 + gap
+    later: list[Evidence] = [LeaseHeld(resumed), FrameSample(resumed + 1.0, media.measures())]
+    transitions, memory = run(later, baseline, previous)
+    assert [(tr.from_state, tr.to_state, tr.cause) for tr in transitions] == expected
+    assert memory.state == State.OK and memory.held
+
+
+def test_a_relay_taking_over_keeps_raised_flags_and_stops_pending_clocks(
+    media: Any, baseline: Baseline
+) -> None:
+    covered, dark = _bad(Condition.COVERED, media), _bad(Condition.DARK, media)
+    timeline = samples(2.0, 12.0, 2.0, lambda t: covered)  # raised at 6
+    timeline += [FrameSample(12.0, dark, 10.0), FrameSample(14.0, dark, 12.0)]  # pending
+    _, previous = run(timeline, baseline)
+    assert previous.state == State.COVERED and previous.pending()
+    result = step(previous, LeaseHeld(15.0), baseline, CONFIG)
+    assert not result.transitions
+    tracks = result.memory.tracks
+    assert tracks[Condition.COVERED].active and tracks[Condition.DARK].bad_since is None
 
 
 def test_offline_within_10_s_of_the_last_packet(baseline):
@@ -136,9 +230,11 @@ def test_cannot_connect_from_the_start_is_offline(baseline):
     timeline += [Tick(float(t)) for t in range(20, 25)]
     transitions, _ = run(sorted(timeline, key=lambda e: e.t), baseline)
     assert states(transitions) == [(6.0, State.OFFLINE)]
+    # Raised on the third report: counted from the first, as the event says.
+    assert transitions[0].measures["offline.since"] == 0.0
 
 
-def test_a_short_hiccup_raises_nothing_and_offline_clears_on_media(baseline):
+def test_a_short_hiccup_raises_nothing_and_offline_clears_on_media(media, baseline):
     hiccup: list[Evidence] = [
         MediaFlowing(1.0),
         ConnectionProblem(4.0, Problem.STALLED, since=1.0),
@@ -157,8 +253,24 @@ def test_a_short_hiccup_raises_nothing_and_offline_clears_on_media(baseline):
         Tick(33.0),  # ticks do not clear: only media does
         MediaFlowing(34.0),
     ]
-    transitions, _ = run(outage, baseline, memory)
-    assert states(transitions) == [(20.0, State.OFFLINE), (34.0, State.OK)]
+    transitions, memory = run(outage, baseline, memory)
+    # Media is back, but only a checked picture makes the camera ok again.
+    assert states(transitions) == [(20.0, State.OFFLINE), (34.0, State.UNMONITORED)]
+    assert transitions[1].cause == "awaiting_evidence"
+    assert transitions[1].detail == "offline cleared; no good picture checked yet"
+    transitions, _ = run([FrameSample(35.0, media.measures())], baseline, memory)
+    assert [(tr.to_state, tr.cause) for tr in transitions] == [(State.OK, "checked")]
+
+
+def test_offline_clears_straight_to_ok_when_pictures_come_back(
+    media: Any, baseline: Baseline
+) -> None:
+    outage: list[Evidence] = [
+        ConnectionProblem(20.0, Problem.NO_MEDIA, "connected, no packets", since=14.0),
+        *samples(30.0, 36.0, 2.0, lambda t: media.measures()),
+    ]
+    transitions, _ = run(outage, baseline)
+    assert [(t, to) for t, to in states(transitions)] == [(20.0, State.OFFLINE), (34.0, State.OK)]
     assert transitions[1].cause == "cleared"
 
 
@@ -321,11 +433,13 @@ def test_disabled_overrides_everything_and_enabling_starts_afresh(media, baselin
     timeline += samples(22.0, 40.0, 2.0, lambda t: covered)
     timeline.append(ConnectionProblem(41.0, Problem.CANNOT_CONNECT))
     timeline.append(Enabled(50.0, by="regulator ana"))
+    timeline.append(FrameSample(52.0, media.measures()))
     transitions, memory = run(timeline, baseline)
     assert [(tr.to_state, tr.cause) for tr in transitions] == [
         (State.COVERED, "covered"),
         (State.DISABLED, "disabled"),
-        (State.OK, "enabled"),
+        (State.UNMONITORED, "enabled"),  # switched on: checked afresh
+        (State.OK, "checked"),
     ]
     assert "restaurant 17" in transitions[1].detail
     assert not memory.pending()
@@ -490,7 +604,7 @@ def monitor_run(
     gets a burnt-in clock, as real cameras' on-screen display does."""
     camera = media.Camera(seed=5, noise=noise)
     monitor = CameraMonitor()
-    monitor.observe(LeaseHeld(0.0))
+    assert not monitor.observe(LeaseHeld(0.0)).transitions
     approved = camera.shoot(reference).astype(np.float64)  # taken from the stream: clock too
     monitor.approve_reference(
         np.clip(media.draw_clock(approved, 8 * 3600), 0, 255).astype(np.uint8)
@@ -502,7 +616,10 @@ def monitor_run(
         clocked = np.clip(media.draw_clock(frame, 8 * 3600 + t), 0, 255).astype(np.uint8)
         transitions += monitor.sample(t, clocked).transitions
         t = round(t + dt, 6)
-    return transitions, monitor
+    # The first picture of the kitchen is checked good: ok from then on, not before.
+    checked, *rest = transitions
+    assert (checked.t, checked.from_state, checked.to_state) == (dt, State.UNMONITORED, State.OK)
+    return rest, monitor
 
 
 ONSET = 60.01
