@@ -39,7 +39,8 @@ async def test_covered_offline_and_unmonitored_end_to_end(
             body = await state_of(web, cid, token)
             return body if body["state"] == state else None
 
-        await eventually(lambda: shows("ok"), "ok once the relay analyses it", 20.0)
+        # Before the clip turns covered (30 s in), with room for a loaded machine.
+        await eventually(lambda: shows("ok"), "ok once the relay analyses it", 25.0)
         onset = started + LABELS["covered"]["onset_s"]
         covered = await eventually(lambda: shows("covered"), "covered", 60.0)
         assert onset < covered["since"] <= onset + 10.0 + 1.0  # target, plus the clip's start
