@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ import numpy.typing as npt
 
 from kitchencam.addresses import AddressPolicy, IPAddress, StreamAddress
 from kitchencam.relay import h264
-from kitchencam.relay.ingest import IngestError, IngestSink, stream_info
+from kitchencam.relay.ingest import IngestError, IngestSink, SourceWorker, stream_info
 from kitchencam.relay.media import VIDEO_CLOCK_HZ, AccessUnit, Reason, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -309,12 +308,14 @@ def scene_for(address: StreamAddress) -> DemoScene:
     return DemoScene(demo_seed(address), cover)
 
 
-class DemoWorker:
+class DemoWorker(SourceWorker):
     """Produces one demo camera's access units on a dedicated thread, paced at ``FPS``.
 
     Same contract as :class:`kitchencam.relay.ingest.IngestWorker`: output goes to the sink on
     the loop, the future ends with the ``IngestError`` that stopped it.
     """
+
+    THREAD_PREFIX = "demo"
 
     def __init__(
         self,
@@ -323,47 +324,15 @@ class DemoWorker:
         loop: asyncio.AbstractEventLoop,
         sink: IngestSink,
     ) -> None:
-        self.camera_id = camera_id
+        super().__init__(camera_id, loop, sink)
         self._scene = scene
-        self._loop = loop
-        self._sink = sink
-        self._quit = threading.Event()
-        self._done: asyncio.Future[None] = loop.create_future()
-        self._thread = threading.Thread(target=self._run, name=f"demo-{camera_id}", daemon=True)
 
-    def start(self) -> asyncio.Future[None]:
-        """Start the thread; the future ends with the ``IngestError`` that stopped it."""
-        self._thread.start()
-        return self._done
+    def _work(self) -> None:
+        self._produce()
 
-    def stop(self) -> None:
-        """Ask the thread to stop after the picture it is drawing."""
-        self._quit.set()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the thread to end; True if it did."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        """Runs on the demo thread."""
-        error: BaseException | None = None
-        try:
-            self._produce()
-        except Exception as err:
-            log.warning("demo camera %s: %s", self.camera_id, type(err).__name__)
-            error = IngestError(Reason.ERROR, f"demo source failed ({type(err).__name__})")
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._finish, error)
-
-    def _finish(self, error: BaseException | None) -> None:
-        """Runs on the event loop."""
-        if self._done.done():
-            return
-        if error is None:
-            self._done.set_result(None)
-        else:
-            self._done.set_exception(error)
+    def _error(self, err: BaseException) -> BaseException:
+        log.warning("demo camera %s: %s", self.camera_id, type(err).__name__)
+        return IngestError(Reason.ERROR, f"demo source failed ({type(err).__name__})")
 
     def _produce(self) -> None:
         """Runs on the demo thread: draw, encode and hand over, in real time."""

@@ -127,23 +127,24 @@ def stream_info(
     )
 
 
-class IngestWorker:
-    """Pulls one camera on a dedicated thread until told to stop or the stream fails."""
+class SourceWorker:
+    """A camera source on a dedicated thread: it hands its output to an ``IngestSink`` on the
+    loop until told to stop, and its future ends with the ``IngestError`` that stopped it.
 
-    def __init__(
-        self,
-        camera_id: str,
-        target: IngestTarget,
-        loop: asyncio.AbstractEventLoop,
-        sink: IngestSink,
-    ) -> None:
+    Subclasses provide ``_work`` (runs on the thread) and ``_error`` (translates what it
+    raised)."""
+
+    THREAD_PREFIX = "source"
+
+    def __init__(self, camera_id: str, loop: asyncio.AbstractEventLoop, sink: IngestSink) -> None:
         self.camera_id = camera_id
-        self._target = target
         self._loop = loop
         self._sink = sink
         self._quit = threading.Event()
         self._done: asyncio.Future[None] = loop.create_future()
-        self._thread = threading.Thread(target=self._run, name=f"ingest-{camera_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"{self.THREAD_PREFIX}-{camera_id}", daemon=True
+        )
 
     def start(self) -> asyncio.Future[None]:
         """Start the thread; the future ends with the ``IngestError`` that stopped it."""
@@ -151,7 +152,7 @@ class IngestWorker:
         return self._done
 
     def stop(self) -> None:
-        """Ask the thread to stop after the packet it is reading (at most a read timeout)."""
+        """Ask the thread to stop after the unit it is working on."""
         self._quit.set()
 
     def join(self, timeout: float) -> bool:
@@ -159,16 +160,22 @@ class IngestWorker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    # -- the thread ----------------------------------------------------------------------
+    def _work(self) -> None:
+        """Runs on the thread until the source ends or ``_quit`` is set."""
+        raise NotImplementedError
+
+    def _error(self, err: BaseException) -> BaseException:
+        """Runs on the thread: the error ``_work`` raised, as our own type."""
+        return translate(err)
 
     def _run(self) -> None:
-        """Runs on the ingest thread."""
+        """Runs on the source thread."""
         error: BaseException | None
         try:
-            self._pull()
+            self._work()
             error = None
         except BaseException as err:
-            error = translate(err)
+            error = self._error(err)
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._finish, error)
 
@@ -180,6 +187,27 @@ class IngestWorker:
             self._done.set_result(None)
         else:
             self._done.set_exception(error)
+
+
+class IngestWorker(SourceWorker):
+    """Pulls one camera on a dedicated thread until told to stop or the stream fails.
+
+    ``stop`` takes effect after the packet being read (at most a read timeout)."""
+
+    THREAD_PREFIX = "ingest"
+
+    def __init__(
+        self,
+        camera_id: str,
+        target: IngestTarget,
+        loop: asyncio.AbstractEventLoop,
+        sink: IngestSink,
+    ) -> None:
+        super().__init__(camera_id, loop, sink)
+        self._target = target
+
+    def _work(self) -> None:
+        self._pull()
 
     def _emit(self, fn: Callable[..., None], *args: object) -> None:
         self._loop.call_soon_threadsafe(fn, *args)

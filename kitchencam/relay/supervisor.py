@@ -20,6 +20,7 @@ from kitchencam.relay.ingest import (
     IngestSink,
     IngestTarget,
     IngestWorker,
+    SourceWorker,
 )
 from kitchencam.relay.media import AccessUnit, IngestState, IngestStatus, Reason, StreamInfo
 from kitchencam.relay.stream import CameraStream
@@ -93,7 +94,7 @@ class Supervisor:
         self._set(IngestState.CONNECTING)
         loop = asyncio.get_running_loop()
         sink = IngestSink(self._on_session, self._on_unit, self._on_info)
-        worker: IngestWorker | DemoWorker
+        worker: SourceWorker
         if serves_demo(self._policy, self._address):
             # Only a demo process's policy says so (KITCHENCAM_DEMO): see relay/demo.py.
             worker = DemoWorker(self.stream.camera_id, scene_for(self._address), loop, sink)
@@ -115,9 +116,7 @@ class Supervisor:
             with contextlib.suppress(IngestError, TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(done), JOIN_TIMEOUT_S)
 
-    async def _watch(
-        self, worker: IngestWorker | DemoWorker, done: asyncio.Future[None]
-    ) -> tuple[Reason, str]:
+    async def _watch(self, worker: SourceWorker, done: asyncio.Future[None]) -> tuple[Reason, str]:
         while True:
             finished, _ = await asyncio.wait({done}, timeout=WATCH_INTERVAL_S)
             if finished:
