@@ -20,7 +20,7 @@ from aiohttp import web
 from kitchencam import appkeys, keys, pages, sessions, wording
 from kitchencam.audit import AuditLog, NoteError, check_note
 from kitchencam.auth import Principal
-from kitchencam.boarddata import BoardData, initial_state
+from kitchencam.boarddata import BoardData
 from kitchencam.boardfeed import (
     KEEPALIVE_S,
     RETRY_MS,
@@ -45,7 +45,7 @@ from kitchencam.boardview import (
     tile_counts,
 )
 from kitchencam.boardview import events_csv as render_events_csv
-from kitchencam.compliance.records import entry_order
+from kitchencam.compliance.records import CameraState, entry_order
 from kitchencam.compliance.uptime import WINDOWS_S, uptime
 from kitchencam.compliance.uptime import Change as UptimeChange
 from kitchencam.httperrors import ApiError
@@ -247,7 +247,7 @@ async def camera_page(request: web.Request) -> web.Response:
     except NotFound:
         restaurant = None
     district = restaurant.district if restaurant is not None else ""
-    state = await compliance.store.state(cid) or initial_state(camera, district)
+    state = await compliance.store.state(cid) or CameraState.initial(camera, district)
     data = _data(request)
     events = await data.camera_events(cid, CAMERA_EVENTS_SHOWN)
     now = time.time()

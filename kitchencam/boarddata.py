@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 from kitchencam import keys
 from kitchencam.boardview import EventFilters, Row
 from kitchencam.compliance.records import CameraState, Event
-from kitchencam.compliance.states import State
 from kitchencam.compliance.store import ComplianceStore
 from kitchencam.compliance.uptime import WINDOWS_S, Change, uptime
 from kitchencam.models import Camera, Restaurant
@@ -28,20 +27,6 @@ CHUNK: Final = 500
 EVENTS_EXPORT_MAX: Final = 100_000
 """Most events one CSV export holds (narrow the time range for more)."""
 EVENT_BATCH: Final = 500
-
-
-def initial_state(camera: Camera, district: str) -> CameraState:
-    """The state of a camera no checker has seen yet."""
-    return CameraState(
-        camera_id=camera.id,
-        restaurant_id=camera.restaurant_id,
-        district=district,
-        state=State.UNMONITORED if camera.enabled else State.DISABLED,
-        since=camera.created_at,
-        enabled=camera.enabled,
-        cause="registered",
-        detail="not analysed yet",
-    )
 
 
 class BoardData:
@@ -74,7 +59,7 @@ class BoardData:
         for camera in cameras:
             restaurant = restaurants.get(camera.restaurant_id)
             district = restaurant.district if restaurant is not None else ""
-            state = states.get(camera.id) or initial_state(camera, district)
+            state = states.get(camera.id) or CameraState.initial(camera, district)
             rows.append(
                 Row(
                     camera_id=camera.id,

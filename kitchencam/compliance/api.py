@@ -87,20 +87,6 @@ async def _camera(request: web.Request, who: Principal, cid: str) -> Camera:
     return camera
 
 
-def _initial(camera: Camera, district: str) -> CameraState:
-    """The state of a camera no checker has seen yet."""
-    return CameraState(
-        camera_id=camera.id,
-        restaurant_id=camera.restaurant_id,
-        district=district,
-        state=State.UNMONITORED if camera.enabled else State.DISABLED,
-        since=camera.created_at,
-        enabled=camera.enabled,
-        cause="registered",
-        detail="not analysed yet",
-    )
-
-
 def _state_view(camera: Camera, state: CameraState) -> dict[str, Any]:
     return state.public() | {"camera_name": camera.name, "location": camera.location}
 
@@ -136,7 +122,7 @@ async def list_states(request: web.Request) -> web.Response:
                 districts[camera.restaurant_id] = (
                     await registry.get_restaurant(camera.restaurant_id)
                 ).district
-            state = _initial(camera, districts[camera.restaurant_id])
+            state = CameraState.initial(camera, districts[camera.restaurant_id])
         if district is not None and state.district != district:
             continue
         if wanted is not None and state.state is not wanted:
@@ -158,7 +144,7 @@ async def camera_state(request: web.Request) -> web.Response:
         district = (
             await request.app[appkeys.REGISTRY].get_restaurant(camera.restaurant_id)
         ).district
-        state = _initial(camera, district)
+        state = CameraState.initial(camera, district)
     now = time.time()
     window_events = await store.events_between(
         keys.camera_events(camera.id), now - max(WINDOWS_S.values()), now

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from kitchencam.compliance.states import State
+from kitchencam.models import Camera
 
 
 class Kind(enum.StrEnum):
@@ -138,6 +139,20 @@ class CameraState(BaseModel):
     """The newest ``kc:transitions`` entry applied (older or equal ones are not re-applied)."""
     last_event: str | None = None
     updated_at: float = 0.0
+
+    @classmethod
+    def initial(cls, camera: Camera, district: str) -> CameraState:
+        """The state of a camera no checker has seen yet."""
+        return cls(
+            camera_id=camera.id,
+            restaurant_id=camera.restaurant_id,
+            district=district,
+            state=State.UNMONITORED if camera.enabled else State.DISABLED,
+            since=camera.created_at,
+            enabled=camera.enabled,
+            cause="registered",
+            detail="not analysed yet",
+        )
 
     def public(self) -> dict[str, Any]:
         """What the API shows."""
