@@ -167,10 +167,10 @@ async def _relay_writes(
     """One virtual relay: the real relay's timers and write paths, for ``cids``, until ``end``.
 
     With the product's own lease code (``LeaseStore``): claims every camera once, renews all
-    its leases in one pipeline every third of the TTL, and sends every write about a camera as
-    a lease-fenced batch, batches pipelined per relay, as ``RelayHub.publish_figures`` (figures
-    every 5 s), ``Observers._refresh_held`` (holds every 5 s) and the samplers (monitor saves,
-    at the measured rate) do.
+    its leases in one script call every third of the TTL, and sends every write about a camera
+    as a lease-fenced batch, one script call per relay, as ``RelayHub.publish_figures`` (figures
+    and compliance holds together every 5 s) and the samplers (monitor saves, at the measured
+    rate) do.
     """
     import redis.asyncio as aioredis
 
@@ -187,6 +187,8 @@ async def _relay_writes(
             raw = await client.get(f"kc:lease:{cid}")
             ours = parse_lease(str(raw) if raw is not None else None)
             lease = Lease(cid, *ours) if ours and ours[0] == instance else None
+            if raw is None:  # it ran out in between: claim it again
+                lease = await store.claim(cid, instance, lease_ttl_s)
         if lease is not None:
             leases[cid] = lease
     if len(leases) < len(cids):
@@ -199,17 +201,12 @@ async def _relay_writes(
                 await store.renew(list(leases.values()), lease_ttl_s)
                 next_lease += lease_ttl_s / 3
             if now >= next_figures:
-                batches = [
-                    store.batch(lease).set(f"kc:live:{cid}", live_value, ex=20)
-                    for cid, lease in leases.items()
-                ]
-                await store.run_batches(batches)
-                holds = []
+                batches = []
                 for cid, lease in leases.items():
-                    batch = store.batch(lease)
+                    batch = store.batch(lease).set(f"kc:live:{cid}", live_value, ex=20)
                     ComplianceStore.stage_held(batch, [cid], instance)
-                    holds.append(batch)
-                await store.run_batches(holds)
+                    batches.append(batch)
+                await store.run_batches(batches)
                 next_figures += 5.0
             if now >= next_monitor:
                 await store.run_batches(

@@ -28,6 +28,10 @@ together with their indexes, so a crash never leaves a record without its index 
 | ``kc:fence:{cid}`` | string | the camera's fencing counter (``INCR`` at every claim) |
 | ``kc:relays`` | sorted set | relay ids, scored by when their advertisement runs out (s) |
 | ``kc:relay:{relay_id}`` | string | a relay's ``url``, ``capacity``, ``held`` (JSON), expires |
+| ``kc:relays:summary`` | string | live relays per capacity, cameras held in all (JSON); expires |
+| ``kc:relays:summary:lock`` | string | the relay recomputing the summary; expires |
+| ``kc:leases:free`` | set | cameras a relay found unleased, for others to claim; expires |
+| ``kc:leases:free:lock`` | string | the relay reading every lease to refill it; expires |
 | ``kc:transitions`` | stream | compliance news for the checker (group ``checkers``) |
 | ``kc:camera:{cid}:relay`` | string | the relay analysing the camera; expires (``HELD_TTL_S``) |
 | ``kc:held`` | sorted set | camera ids, scored by when their hold runs out (s) |
@@ -141,6 +145,12 @@ def live(cid: str) -> str:
 
 
 RELAYS = "kc:relays"
+RELAYS_SUMMARY = "kc:relays:summary"
+"""The live relays in aggregate, recomputed by one relay at a time (``LeaseStore.roster``)."""
+RELAYS_SUMMARY_LOCK = "kc:relays:summary:lock"
+FREE_CAMERAS = "kc:leases:free"
+"""Unleased cameras one relay found by reading every lease (``LeaseStore.shared_free``)."""
+FREE_CAMERAS_LOCK = "kc:leases:free:lock"
 
 
 def lease(cid: str) -> str:

@@ -480,9 +480,10 @@ class LeaseBook(Protocol):
 class Observers:
     """Makes and holds the relay's samplers: the observer factory the relay hub calls.
 
-    One per relay process. Owns the shared analysis pool and refreshes, in one pipeline every
-    ``keys.HELD_REFRESH_S``, the hold of every camera it analyses (which is how the checker
-    knows a camera is monitored).
+    One per relay process. Owns the shared analysis pool and keeps the hold of every camera it
+    analyses fresh (which is how the checker knows a camera is monitored): with leases, in the
+    relay's one fenced batch per interval (``_stage_hold``), else in one pipeline every
+    ``keys.HELD_REFRESH_S``.
     """
 
     def __init__(

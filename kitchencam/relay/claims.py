@@ -9,18 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from kitchencam import keys
-from kitchencam.relay.leases import Advert, FencedBatch, Lease, LeaseLost, LeaseStore, parse_lease
+from kitchencam.relay.leases import FencedBatch, Lease, LeaseLost, LeaseStore, Roster, parse_lease
 
 log = logging.getLogger(__name__)
 
 RENEWALS_PER_TTL: Final = 3
 """Renewals per lease TTL: a relay survives two lost or late renewals before losing a lease."""
+
+SAFETY_SCAN_S: Final = 30.0
+"""Time between two safety looks for free cameras while nothing says one is free (a relay
+below its share looks at once, through the fleet's shared list of free cameras, when the
+relays' summary counts fewer held cameras than enabled ones, or after a registry change, a
+relay vanishing, a lease lost or a reconnection)."""
+
+SAFETY_SAMPLE: Final = 200
+"""Leases read by a safety look (one ``MGET``), chosen at random: with thousands of relays
+below their share the fleet still finds a camera the summary wrongly counts as held within a
+few looks, at O(1) cost per relay."""
+
+Stager = Callable[[str, FencedBatch], object]
+"""Stages periodic writes about one camera into its batch of the relay's interval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +74,10 @@ class Claims:
         self.policy = policy
         self._clock = clock
         self.held: dict[str, Lease] = {}
-        self.adverts: dict[str, Advert] = {}
-        """Live relays' advertisements seen at the last renewal (this one's included)."""
+        self.roster: Roster | None = None
+        """The live relays' summary, as last read."""
+        self.stagers: list[Stager] = []
+        """Writers whose periodic writes ride in each camera's batch of the interval."""
         self.claimed = 0
         self.lost = 0
         self.handed_over = 0
@@ -68,14 +85,65 @@ class Claims:
         """Set when the hub should scan now (new cameras, a refused write)."""
         self._next_renew = 0.0
         self._claim_after: float | None = None
+        self._joined: float | None = None
+        """When this relay first advertised since it (re)connected (unix s)."""
+        self._rescan = True
+        self._next_scan = 0.0
+        self._started = False
 
-    def capacities(self, now: float | None = None) -> dict[str, int]:
-        """Capacities of the relays live now, this one included: an advertisement that ran out
-        since the last renewal (its relay died) no longer counts."""
-        now = time.time() if now is None else now
-        live = {r: a.capacity for r, a in self.adverts.items() if a.until > now and a.capacity}
-        live[self.policy.relay_id] = self.policy.capacity
-        return live
+    def _counted(self) -> bool:
+        """Whether the summary was computed after this relay advertised (so counts it)."""
+        roster = self.roster
+        return roster is not None and self._joined is not None and roster.computed >= self._joined
+
+    def capacities(self) -> dict[int, int]:
+        """Live relays per capacity, as the summary says, this relay included."""
+        counts = dict(self.roster.capacities) if self.roster is not None else {}
+        if not self._counted():
+            own = self.policy.capacity
+            counts[own] = counts.get(own, 0) + 1
+        return counts
+
+    def held_total(self) -> int:
+        """Cameras the live relays hold in all, as the summary says (this relay's own count
+        added when the summary predates it)."""
+        total = self.roster.held if self.roster is not None else 0
+        return total if self._counted() else total + len(self.held)
+
+    def rescan(self) -> None:
+        """Look for free cameras at the next scan (something may have freed one)."""
+        self._rescan = True
+
+    def scan_due(self, cameras: int) -> bool:
+        """Whether a relay below its share should read every lease to find free cameras: when
+        the summary counts fewer held cameras than ``cameras`` enabled, or after a rescan
+        trigger; otherwise such a scan would find none."""
+        if self._rescan or self.roster is None:
+            return True
+        return self.held_total() < cameras
+
+    async def find_free(self, wanted: Sequence[str], want: int) -> list[str]:
+        """Free cameras among ``wanted`` (enabled) for a relay below its share that wants
+        ``want`` more: from the fleet's shared list when ``scan_due`` (``shared_free``: one
+        relay at a time reads every lease), a random ``SAFETY_SAMPLE`` read directly every
+        ``SAFETY_SCAN_S`` (in case the summary over-counts), else none (nothing is read)."""
+        now = self._clock()
+        if self.scan_due(len(wanted)):
+            found = await self.store.shared_free(self.relay_id, wanted, want)
+        elif now >= self._next_scan:
+            sample = random.sample(list(wanted), min(len(wanted), SAFETY_SAMPLE))
+            found = await self.store.free(sample)
+        else:
+            return []
+        self._rescan = False
+        self._next_scan = now + SAFETY_SCAN_S
+        enabled = set(wanted)
+        return [c for c in found if c not in self.held and c in enabled]
+
+    def stage_periodically(self, stage: Stager) -> None:
+        """Have ``stage`` add its writes to every held camera's batch of each interval, so one
+        fenced script call per interval carries all of a relay's periodic writes."""
+        self.stagers.append(stage)
 
     @property
     def relay_id(self) -> str:
@@ -100,6 +168,7 @@ class Claims:
         """A fenced write about ``camera_id`` was refused: renew (and so decide) at once."""
         log.warning("camera %s: a write was refused by its lease; checking the lease", camera_id)
         self._next_renew = 0.0
+        self._rescan = True
         self.wake.set()
 
     async def run_fenced(self, batches: Sequence[FencedBatch]) -> None:
@@ -122,6 +191,8 @@ class Claims:
         """Redis did not answer: renew first and wait before claiming once it answers again."""
         self._claim_after = None
         self._next_renew = 0.0
+        self._joined = None
+        self._rescan = True
 
     async def renew(self) -> list[Loss]:
         """Renew every lease (re-claiming vanished ones) and advertise; the leases lost."""
@@ -137,6 +208,7 @@ class Claims:
                 continue
             self.held.pop(cid, None)
             self.lost += 1
+            self._rescan = True
             losses.append(Loss(cid, f"lease now held by {why}"))
             log.warning("camera %s: lease lost (ours: fence %s; now: %s)", cid, lease.fence, why)
         await self.advertise()
@@ -165,17 +237,36 @@ class Claims:
         parsed = parse_lease(str(current) if current is not None else None)
         return parsed[0] if parsed else "another relay"
 
-    async def advertise(self) -> None:
-        """Publish where this relay answers and what it holds; refresh the live relays'
-        capacities."""
+    async def advertise(self, *, fresh: bool = False) -> None:
+        """Publish where this relay answers and what it holds; read the relays' summary
+        (recomputed here at once with ``fresh``, e.g. after a hand-over)."""
         policy = self.policy
-        self.adverts = await self.store.advertise(
-            policy.relay_id, policy.url, policy.capacity, len(self.held), policy.ttl_s
+        if self._joined is None:
+            self._joined = time.time()
+        # A relay's first advertisement recomputes the summary at once, so that the others
+        # count it at their next renewal, before anyone claims (``may_claim``).
+        fresh = fresh or not self._started
+        self._started = True
+        roster = await self.store.advertise(
+            policy.relay_id, policy.url, policy.capacity, len(self.held), policy.ttl_s, fresh=fresh
         )
+        self._adopt(roster)
 
-    async def free(self, camera_ids: Sequence[str]) -> list[str]:
-        """Which of ``camera_ids`` (not held here) no relay holds."""
-        return await self.store.free([c for c in camera_ids if c not in self.held])
+    async def watch_roster(self) -> None:
+        """Between renewals: once an advertisement counted in the summary has run out (its
+        relay may have died), read the summary again (recomputing it if nobody has)."""
+        roster = self.roster
+        if roster is None or roster.expires > time.time():
+            return
+        self._adopt(await self.store.roster(self.relay_id))
+
+    def _adopt(self, roster: Roster | None) -> None:
+        before = self.roster
+        if roster is None:
+            return
+        if before is None or roster.relays < before.relays or roster.held < before.held:
+            self._rescan = True  # a relay vanished or cameras were let go
+        self.roster = roster
 
     async def claim(self, camera_id: str) -> Lease | None:
         """Try to take a free camera's lease."""
@@ -194,6 +285,8 @@ class Claims:
         if hand_over:
             self.handed_over += 1
         released = await self.store.release(lease)
+        if hand_over:
+            await self.advertise(fresh=True)  # relays below their share see a camera free
         log.info(
             "camera %s: lease %s (fence %s)",
             camera_id,

@@ -72,7 +72,7 @@ class RelayCollector(Collector):
         relays = GaugeMetricFamily(
             "kitchencam_relay_live_relays", "Live relays, as this relay sees them."
         )
-        relays.add_metric([], float(len(claims.capacities())))
+        relays.add_metric([], float(sum(claims.capacities().values())))
         yield from (held, relays)
         for name, text, value in (
             ("claims", "Camera leases claimed.", claims.claimed),

@@ -6,22 +6,38 @@ safety net) to know the enabled cameras, and pulls only those whose lease it hol
 one for its sub-stream when it has one, which then feeds the compliance observer). It
 publishes per-camera figures to Redis for the API. Runs on the event loop.
 
-Leases. One task keeps them: every ``CLAIM_SCAN_S`` it renews when due (every TTL / 3,
-``KITCHENCAM_LEASE_TTL_S``), stops at once any camera whose lease now names another relay,
-then claims free cameras up to ``min(capacity, fair share)`` and hands extras over while it
-holds more than its fair share + 1 (``kitchencam.relay.share``). It stops a camera's pull
-before releasing its lease, and claims before it starts a pull, so two relays never pull a
-camera at once while both reach Redis. With the default 8 s TTL a relay renews every 2.7 s
-and may miss two renewals; a relay that dies loses its cameras after at most the TTL and
-another relay claims them at its next scan, so they are pulled again within TTL + 1 s + the
-camera's open time (0.6-3 s), under 15 s. A relay that stops releases its leases and its
-advertisement at once, so others claim its cameras at their next scan (about 1 s).
+Leases. One task keeps them: every ``CLAIM_SCAN_S`` it renews when due (due every TTL / 3,
+``KITCHENCAM_LEASE_TTL_S``, but checked only on the 1 s scan, so with the default 8 s TTL the
+renewals come every 3 s; with 3 s, every 1 s), all its leases in one script call, stops at once
+any camera whose lease now names another relay, then claims free cameras up to
+``min(capacity, fair share)`` and hands extras over while it holds more than its fair share + 1
+(``kitchencam.relay.share``). It stops a camera's pull before releasing its lease, and claims
+before it starts a pull, so two relays never pull a camera at once while both reach Redis.
 
-Fencing. Every write about a camera is fenced by its lease (``FencedBatch``: one Lua script
-compares ``kc:lease:{cid}`` with this relay's exact lease value before writing): the figures
-(``kc:live:{cid}``) here, and the compliance side's holds, monitor memory, news, previews and
-automatic reference views through the samplers' lease book (``Claims.fenced``). A refused
-write means the lease moved: the relay renews at once, which stops the camera.
+What it knows of the other relays comes from one summary (``kc:relays:summary``: relays per
+capacity, cameras held in all), which one relay at a time recomputes from the advertisements
+when an advertisement counted in it runs out (about every TTL - TTL/3) or a relay joins, stops
+or hands a camera over; every relay reads that one key at each renewal, and again on a scan
+once it ran out. A relay below its fair share reads the leases (``MGET``) to find free cameras
+only when the summary counts fewer held cameras than enabled ones, after a registry change, a
+relay vanishing, a lease lost or refused, or a reconnection; otherwise it reads one random
+sample of 1,000 leases every ``SAFETY_SCAN_S`` (30 s), in case the summary over-counts. With
+every camera held, nothing else is read however uneven the shares.
+
+A relay that dies loses its cameras after at most the TTL; the first scan after its
+advertisement ran out recomputes the summary, sees the relay gone and the cameras free, and
+claims them, so they are pulled again within TTL + about 1 s + the camera's open time
+(0.6-3 s), under 15 s. A relay that stops releases its leases and its advertisement and drops
+the summary at once, so others claim its cameras at their next renewal (TTL / 3).
+
+Fencing. The writes a relay makes about its cameras every ``FIGURES_INTERVAL_S`` (figures,
+``kc:live:{cid}``, and the compliance holds, ``kc:camera:{cid}:relay`` and ``kc:held``, staged
+by the samplers through ``Claims.stage_periodically``) go in one fenced script call for all of
+its cameras: the script compares each camera's ``kc:lease:{cid}`` with this relay's exact lease
+value and writes that camera's part only if it matches. The compliance side's other writes
+(monitor memory, news, previews, automatic reference views) are fenced the same way, one
+camera at a time, through the samplers' lease book (``Claims.fenced``). A camera whose write
+is refused had its lease moved: the relay renews at once, which stops that camera alone.
 
 Redis outage policy. While Redis does not answer, the relay keeps pulling the cameras it
 holds (their viewers keep their video) and claims nothing (no relay can while Redis is down).
@@ -193,7 +209,10 @@ class RelayHub:
 
     async def sync(self, cameras: list[Camera]) -> None:
         """Want exactly the enabled cameras in ``cameras``; pull those whose lease is held."""
-        self._wanted = {c.id: c for c in cameras if c.enabled}
+        wanted = {c.id: c for c in cameras if c.enabled}
+        if wanted.keys() - self._wanted.keys():
+            self.claims.rescan()  # cameras this relay did not know of: perhaps free
+        self._wanted = wanted
         for cid in [cid for cid in self.claims.held if cid not in self._wanted]:
             await self._drop(cid, "no longer enabled or registered")
         for camera in self._wanted.values():
@@ -215,6 +234,7 @@ class RelayHub:
         if camera.id in self.claims.held:
             self._ensure(camera)
         else:
+            self.claims.rescan()
             self.claims.wake.set()
 
     def _ensure(self, camera: Camera) -> None:
@@ -332,12 +352,12 @@ class RelayHub:
         if claims.renew_due():
             for loss in await claims.renew():
                 await self._stop(loss.camera_id, loss.why)
+        else:
+            await claims.watch_roster()
         if not claims.may_claim():
             return
         policy = claims.policy
-        step = share.plan(
-            len(claims.held), len(self._wanted), list(claims.capacities().values()), policy.capacity
-        )
+        step = share.plan(len(claims.held), len(self._wanted), claims.capacities(), policy.capacity)
         if step.hand_over:
             viewers = {
                 cid: (p.main.viewers if (p := self._pulls.get(cid)) else 0) for cid in claims.held
@@ -346,7 +366,7 @@ class RelayHub:
                 await self._stop(cid, "handed over to balance the relays", flush=True)
                 await claims.release(cid, hand_over=True)
         if step.claim:
-            free = await claims.free(list(self._wanted))
+            free = await claims.find_free(list(self._wanted), step.claim)
             taken = 0
             for cid in share.claim_order(claims.relay_id, free):
                 if taken >= step.claim:
@@ -372,7 +392,9 @@ class RelayHub:
                 log.debug("cannot publish figures (%s)", type(err).__name__)
 
     async def publish_figures(self) -> None:
-        """One batch of figures, fenced by each camera's lease, in one round trip."""
+        """The interval's periodic writes about every pulled camera (its figures, and what
+        ``Claims.stage_periodically`` adds: the compliance holds) in one fenced script call,
+        each camera checked against its lease; a refused camera is stopped."""
         now = time.monotonic()
         batches = []
         for cid, pull in self._pulls.items():
@@ -381,5 +403,7 @@ class RelayHub:
                 continue
             batch = self.claims.store.batch(lease)
             batch.set(keys.live(cid), json.dumps(pull.main.figures(now)), ex=LIVE_TTL_S)
+            for stage in self.claims.stagers:
+                stage(cid, batch)
             batches.append(batch)
         await self.claims.run_fenced(batches)

@@ -1,20 +1,20 @@
 """How many cameras a relay should hold: fair shares, claims and hand-overs (pure, no I/O).
 
 Every relay decides alone from what it can read cheaply: the enabled cameras, the live relays'
-capacities (``kc:relays`` and their advertisements) and what it holds. The *fair share* is the
-smallest number of cameras per relay that, with each relay capped at its capacity, places every
-camera (the cameras divided by the relays, rounded up, when capacities are equal and ample).
-A relay claims free cameras up to ``min(capacity, fair share)``, a few per scan,
-and hands cameras over, one per scan, only while it holds more than ``fair share + 1`` (or more
-than its capacity): the slack of one keeps cameras from bouncing between relays whose shares
-differ by rounding, and the one-at-a-time pace lets a newly started relay pick each camera up
-before the next one is let go.
+capacities (how many relays of each capacity, from the relays' summary) and what it holds. The
+*fair share* is the smallest number of cameras per relay that, with each relay capped at its
+capacity, places every camera (the cameras divided by the relays, rounded up, when capacities
+are equal and ample). A relay claims free cameras up to ``min(capacity, fair share)``, a few
+per scan, and hands cameras over, one per scan, only while it holds more than ``fair share +
+1`` (or more than its capacity): the slack of one keeps cameras from bouncing between relays
+whose shares differ by rounding, and the one-at-a-time pace lets a newly started relay pick
+each camera up before the next one is let go.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -37,15 +37,17 @@ class Plan:
     hand_over: int
 
 
-def fair_share(cameras: int, capacities: Sequence[int]) -> int:
-    """The smallest share ``f`` such that the live relays, each taking ``min(capacity, f)``,
-    hold every camera; when even full relays cannot, the largest capacity (all full)."""
-    if cameras <= 0 or not capacities:
+def fair_share(cameras: int, capacities: Mapping[int, int]) -> int:
+    """The smallest share ``f`` such that the live relays (``capacities``: capacity -> how
+    many relays have it), each taking ``min(capacity, f)``, hold every camera; when even full
+    relays cannot, the largest capacity (all full)."""
+    live = {c: n for c, n in capacities.items() if c > 0 and n > 0}
+    if cameras <= 0 or not live:
         return max(cameras, 0)
-    low, high = 0, max(capacities)
+    low, high = 0, max(live)
     while low < high:
         mid = (low + high) // 2
-        if sum(min(c, mid) for c in capacities) >= cameras:
+        if sum(n * min(c, mid) for c, n in live.items()) >= cameras:
             high = mid
         else:
             low = mid + 1
@@ -55,14 +57,15 @@ def fair_share(cameras: int, capacities: Sequence[int]) -> int:
 def plan(
     held: int,
     cameras: int,
-    capacities: Sequence[int],
+    capacities: Mapping[int, int],
     capacity: int,
     *,
     max_claims: int = MAX_CLAIMS_PER_SCAN,
     max_hand_overs: int = HAND_OVERS_PER_SCAN,
 ) -> Plan:
     """What a relay holding ``held`` of ``cameras`` enabled cameras, with room for
-    ``capacity``, among live relays with ``capacities`` (its own included), should do now."""
+    ``capacity``, among live relays with ``capacities`` (capacity -> relays, its own
+    included), should do now."""
     fair = fair_share(cameras, capacities)
     target = min(capacity, fair)
     ceiling = min(capacity, fair + SLACK)

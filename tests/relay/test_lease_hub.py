@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import redis as syncredis
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from kitchencam import appkeys, keys
+from kitchencam.relay import share
 from kitchencam.relay.hub import RelayHub
 from kitchencam.relay.leases import holder, parse_lease
 from tests.helpers import bearer, camera_body, register
@@ -217,4 +220,84 @@ async def test_a_vanished_lease_is_claimed_again_without_stopping_the_pull(
     assert hub(a).claims.held[cid].fence > before and hub(a).claims.lost == 0
     assert hub(a).stream(cid) is stream and stream is not None and stream.reconnects == 0
     assert cam.open_sessions == 1
+    one_pull_each(cameras)
+
+
+def lease_reads(redis_url: str, seconds: float, watching: threading.Event | None = None) -> int:
+    """``MGET``s of lease keys (looks for free cameras) Redis runs in ``seconds`` (MONITOR);
+    ``watching`` is set once MONITOR sees every command."""
+    client = syncredis.Redis.from_url(redis_url, decode_responses=True)
+    count = 0
+    end = time.monotonic() + seconds
+    try:
+        with client.monitor() as mon:  # type: ignore[no-untyped-call]
+            mon.connection.socket_timeout = 0.5
+            if watching is not None:
+                watching.set()
+            while time.monotonic() < end:
+                try:
+                    line = mon.next_command()
+                except (syncredis.TimeoutError, TimeoutError):
+                    continue
+                command = str(line.get("command", ""))
+                if command.upper().startswith("MGET ") and "kc:lease:" in command:
+                    count += 1
+    finally:
+        client.close()
+    return count
+
+
+async def test_relays_do_not_read_the_leases_while_every_camera_is_held(
+    aiohttp_client: Any,
+    make_app: Any,
+    cameras: list[RtspCamera],
+    redis: aioredis.Redis,
+    redis_url: str,
+) -> None:
+    a = await relay_app(aiohttp_client, make_app, "relay-a", ("web", "relay"))
+    b = await relay_app(aiohttp_client, make_app, "relay-b", ("relay",))
+    ids = await add_cameras(a, cameras[:3])
+    hubs = [hub(a), hub(b)]
+
+    def settled() -> bool:
+        held = set(hubs[0].claims.held) | set(hubs[1].claims.held)
+        return held == set(ids) and all(h.claims.held_total() == 3 for h in hubs)
+
+    await wait_for(settled, 20, "every camera held, and both relays knowing it")
+    # Three cameras on two relays: one relay is below its fair share of two for good, and
+    # used to read every lease each second looking for a free camera.
+    plans = [
+        share.plan(len(h.claims.held), 3, h.claims.capacities(), h.claims.policy.capacity)
+        for h in hubs
+    ]
+    assert sum(p.claim for p in plans) > 0, plans
+    assert await asyncio.to_thread(lease_reads, redis_url, 4 * TTL_S / 3) == 0
+    # A reason to look (here: told to, as after a registry change) makes it look again.
+    watching = threading.Event()
+    reads = asyncio.create_task(asyncio.to_thread(lease_reads, redis_url, 2.0, watching))
+    await wait_for(watching.is_set, 5, "MONITOR watching")
+    for h in hubs:
+        h.claims.rescan()
+        h.claims.wake.set()
+    assert await reads >= 1
+    one_pull_each(cameras)
+
+
+async def test_a_stolen_lease_in_the_relays_merged_batch_stops_only_that_camera(
+    aiohttp_client: Any, make_app: Any, cameras: list[RtspCamera], redis: aioredis.Redis
+) -> None:
+    app = make_app(roles=("web", "relay"), instance="relay-a", allow_networks=LOOPBACK)
+    a = await aiohttp_client(app)  # the default TTL: renewals every 2.7 s
+    stolen, kept = await add_cameras(a, [cameras[0], cameras[3]])
+    await wait_for(lambda: live(hub(a)) == {stolen, kept}, 20, "both cameras live")
+    await redis.delete(keys.live(kept), keys.camera_relay(kept))
+    await redis.set(keys.lease(stolen), "relay-ghost 999", px=60_000)
+    refused = time.monotonic()
+    await hub(a).publish_figures()  # figures and holds of both cameras: one fenced call
+    await wait_for(lambda: hub(a).stream(stolen) is None, 1.0, "the stolen camera stopping")
+    assert time.monotonic() - refused < 1.0
+    assert await redis.get(keys.live(stolen)) is None
+    assert hub(a).stream(kept) is not None and kept in hub(a).claims.held
+    assert await redis.get(keys.live(kept)) is not None  # its figures were written
+    assert await redis.get(keys.camera_relay(kept)) == "relay-a"  # and its hold, alongside
     one_pull_each(cameras)

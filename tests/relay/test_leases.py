@@ -3,7 +3,9 @@ and the pure fair-share decisions as tables."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,8 +15,16 @@ from kitchencam import keys
 from kitchencam.compliance.sampler import Observers
 from kitchencam.compliance.store import ComplianceStore
 from kitchencam.relay import share
-from kitchencam.relay.claims import Claims, LeasePolicy
-from kitchencam.relay.leases import Holder, Lease, LeaseLost, LeaseStore, holder, lease_value
+from kitchencam.relay.claims import SAFETY_SAMPLE, SAFETY_SCAN_S, Claims, LeasePolicy
+from kitchencam.relay.leases import (
+    Holder,
+    Lease,
+    LeaseLost,
+    LeaseStore,
+    Roster,
+    holder,
+    lease_value,
+)
 from kitchencam.settings import SettingsError, load_settings
 
 TTL_S = 8.0
@@ -128,21 +138,24 @@ async def test_fenced_write_refused_after_the_lease_is_stolen(
 
 async def test_advertisement_routes_to_the_holder(store: LeaseStore, redis: aioredis.Redis) -> None:
     first = await store.advertise("relay-a", "http://127.0.0.1:9001", 10, 0, TTL_S)
-    assert list(first) == ["relay-a"] and first["relay-a"].capacity == 10
-    both = await store.advertise("relay-b", "http://127.0.0.1:9002", 5, 0, TTL_S)
-    assert {r: a.capacity for r, a in both.items()} == {"relay-a": 10, "relay-b": 5}
-    assert time.time() < both["relay-a"].until <= time.time() + TTL_S
+    assert first is not None and (first.capacities, first.held) == ({10: 1}, 0)
+    assert time.time() < first.expires <= time.time() + TTL_S
+    # The summary is shared: relay-b reads relay-a's until it runs out (or is dropped).
+    cached = await store.advertise("relay-b", "http://127.0.0.1:9002", 5, 2, TTL_S)
+    assert cached == first
+    both = await store.advertise("relay-b", "http://127.0.0.1:9002", 5, 2, TTL_S, fresh=True)
+    assert both is not None and (both.capacities, both.held, both.relays) == ({10: 1, 5: 1}, 2, 2)
     await redis.zadd(keys.RELAYS, {"relay-dead": 1.0})  # ran out long ago
-    assert set(await store.advertise("relay-a", "http://127.0.0.1:9001", 10, 1, TTL_S)) == {
-        "relay-a",
-        "relay-b",
-    }
+    await store.advertise("relay-a", "http://127.0.0.1:9001", 10, 1, TTL_S)
     assert await redis.zscore(keys.RELAYS, "relay-dead") is None
     lease = await store.claim("cam1", "relay-b", TTL_S)
     assert lease is not None
     assert await holder(redis, "cam1") == holder_of("relay-b", lease.fence, "http://127.0.0.1:9002")
     await store.withdraw("relay-b")
     assert await redis.zrange(keys.RELAYS, 0, -1) == ["relay-a"]
+    assert await redis.get(keys.RELAYS_SUMMARY) is None  # the next reader recomputes it
+    alone = await store.roster("relay-a")
+    assert alone is not None and (alone.capacities, alone.held) == ({10: 1}, 1)
     assert await holder(redis, "cam1") == holder_of("relay-b", lease.fence, None)
     assert await holder(redis, "cam2") is None
 
@@ -172,12 +185,22 @@ async def test_claims_reclaim_a_vanished_lease_and_give_up_a_stolen_one(
     )
     with pytest.raises(LeaseLost):
         claims.fenced("cam3")
+    assert claims.capacities() == {10: 1} and claims.held_total() == 2
     await store.advertise("relay-b", "http://127.0.0.1:9002", 4, 0, TTL_S)
-    await claims.advertise()
-    now = time.time()
-    assert claims.capacities(now) == {"relay-a": 10, "relay-b": 4}
-    # Once relay-b's advertisement runs out it no longer counts, before anyone cleans it up.
-    assert claims.capacities(now + TTL_S + 0.1) == {"relay-a": 10}
+    await claims.advertise(fresh=True)
+    assert claims.capacities() == {10: 1, 4: 1} and claims.held_total() == 2
+    # Once relay-b's advertisement runs out, the next look at the summary recomputes it.
+    await redis.zadd(keys.RELAYS, {"relay-b": time.time() - 1})
+    assert claims.roster is not None
+    ran_out = dataclasses.replace(claims.roster, expires=time.time() - 0.1)
+    await redis.set(keys.RELAYS_SUMMARY, ran_out.to_json())
+    claims.roster = ran_out
+    assert claims.scan_due(2)  # a first look after connecting
+    await claims.find_free(["cam1", "cam2"], 1)
+    assert not claims.scan_due(2)  # all held: no need to read the leases
+    await claims.watch_roster()
+    assert claims.capacities() == {10: 1}
+    assert claims.scan_due(2)  # a relay vanished: its cameras may be free
     await claims.release_all()
     assert (
         await redis.get(keys.lease("cam1")) is None
@@ -206,7 +229,7 @@ async def test_claims_reclaim_a_vanished_lease_and_give_up_a_stolen_one(
     ],
 )
 def test_fair_share(cameras: int, capacities: list[int], fair: int) -> None:
-    assert share.fair_share(cameras, capacities) == fair
+    assert share.fair_share(cameras, Counter(capacities)) == fair
 
 
 @pytest.mark.parametrize(
@@ -227,11 +250,11 @@ def test_fair_share(cameras: int, capacities: list[int], fair: int) -> None:
 )
 def test_plan(held: int, cameras: int, capacities: list[int], claim: int, hand_over: int) -> None:
     own = capacities[0]
-    assert share.plan(held, cameras, capacities, own) == share.Plan(claim, hand_over)
+    assert share.plan(held, cameras, Counter(capacities), own) == share.Plan(claim, hand_over)
 
 
 def test_plan_over_capacity_hands_over() -> None:
-    assert share.plan(5, 6, [3], 3) == share.Plan(0, 1)
+    assert share.plan(5, 6, {3: 1}, 3) == share.Plan(0, 1)
 
 
 def test_claim_order_differs_between_relays_and_is_stable() -> None:
@@ -299,3 +322,85 @@ def test_advertised_relay_url(env: dict[str, str], url: str) -> None:
 def test_relay_url_must_be_an_http_base_url(bad: str) -> None:
     with pytest.raises(SettingsError, match="KITCHENCAM_RELAY_URL"):
         load_settings({"KITCHENCAM_RELAY_URL": bad})
+
+
+async def test_one_call_renews_every_lease_and_one_call_fences_every_camera(
+    store: LeaseStore, redis: aioredis.Redis
+) -> None:
+    leases = [await store.claim(f"cam{i}", "relay-a", TTL_S) for i in range(5)]
+    held = [lease for lease in leases if lease is not None]
+    assert len(held) == 5
+    await store.renew(held, TTL_S)  # the scripts are loaded: no NOSCRIPT retry below
+    await store.run_batches([store.batch(held[0])])
+    await redis.set(keys.lease("cam2"), lease_value("relay-b", 99), px=8000)  # stolen
+    await redis.config_resetstat()
+    renewals = await store.renew(held, TTL_S)
+    assert [(r.renewed, r.other) for r in renewals] == [
+        (True, None),
+        (True, None),
+        (False, "relay-b 99"),
+        (True, None),
+        (True, None),
+    ]
+    batches = []
+    for lease in held:  # the relay's interval: figures and the compliance hold, per camera
+        batch = store.batch(lease).set(keys.live(lease.camera_id), "figures", ex=20)
+        ComplianceStore.stage_held(batch, [lease.camera_id], "relay-a")
+        batches.append(batch)
+    refused = await store.run_batches(batches)
+    stats = await redis.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 2  # one renewal call, one fenced call
+    assert [b.lease.camera_id for b in refused] == ["cam2"]
+    assert await redis.get(keys.live("cam2")) is None
+    assert await redis.get(keys.camera_relay("cam2")) is None
+    assert await redis.zscore(keys.HELD, "cam2") is None
+    for cid in ("cam0", "cam1", "cam3", "cam4"):
+        assert await redis.get(keys.live(cid)) == "figures"
+        assert await redis.get(keys.camera_relay(cid)) == "relay-a"
+        assert await redis.zscore(keys.HELD, cid) is not None
+
+
+async def test_a_relay_reads_the_leases_only_when_a_camera_can_be_free(
+    store: LeaseStore, redis: aioredis.Redis
+) -> None:
+    now = [100.0]
+    policy = LeasePolicy("relay-a", "http://127.0.0.1:9001", 10, TTL_S)
+    claims = Claims(store, policy, clock=lambda: now[0])
+    assert await claims.claim("cam1") is not None
+    await claims.renew()
+    await redis.config_resetstat()
+    assert await claims.find_free(["cam1"], 1) == []  # just (re)connected: one full look
+    assert await claims.find_free(["cam1"], 1) == []  # every enabled camera held: no look
+    assert await lease_mgets(redis) == 1
+    # Fewer cameras held than enabled: the look is shared through the fleet's free list (at
+    # most one relay reads every lease per FREE_LIST_S; here that time has passed).
+    await redis.delete(keys.FREE_CAMERAS_LOCK)
+    assert await claims.find_free(["cam1", "cam2", "cam3"], 1) == ["cam2", "cam3"]
+    assert sorted(await redis.smembers(keys.FREE_CAMERAS)) == ["cam2", "cam3"]
+    other = Claims(store, LeasePolicy("relay-b", "http://127.0.0.1:9002", 10, TTL_S))
+    await other.renew()
+    await redis.config_resetstat()
+    assert sorted(await other.find_free(["cam1", "cam2", "cam3"], 1)) == ["cam2", "cam3"]
+    assert await lease_mgets(redis) == 0  # relay-b drew from relay-a's list, read no lease
+    assert await other.claim("cam2") is not None  # a claim takes the camera off the list
+    assert await redis.smembers(keys.FREE_CAMERAS) == {"cam3"}
+    claims.rescan()  # e.g. a registry change, a relay vanished, a lease lost
+    assert await claims.find_free(["cam1"], 1) == []
+    now[0] += SAFETY_SCAN_S  # a safety look: a random sample of at most SAFETY_SAMPLE
+    many = [f"new{i}" for i in range(SAFETY_SAMPLE + 500)]
+    await redis.set(  # the summary (wrongly) counts every one of them as held
+        keys.RELAYS_SUMMARY,
+        dataclasses.replace(claims.roster or Roster({}, 0, 0, 0), held=len(many)).to_json(),
+    )
+    await claims.advertise()
+    await redis.config_resetstat()
+    found = await claims.find_free(many, 1)
+    assert len(found) == SAFETY_SAMPLE and await lease_mgets(redis) == 1  # one MGET, a sample
+    assert await claims.find_free(many, 1) == []
+    assert await lease_mgets(redis) == 1
+
+
+async def lease_mgets(redis: aioredis.Redis) -> int:
+    """``MGET`` calls since the last ``CONFIG RESETSTAT`` (here: reads of leases)."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
