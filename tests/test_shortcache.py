@@ -12,16 +12,17 @@ from kitchencam.shortcache import ShortCache
 async def test_concurrent_askers_share_one_load_and_reuse_it_while_fresh() -> None:
     cache: ShortCache[int] = ShortCache(ttl_s=60.0)
     loads = 0
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def load() -> int:
         nonlocal loads
         loads += 1
+        started.set()
         await release.wait()
         return 42
 
     askers = [asyncio.create_task(cache.get("r1", load)) for _ in range(50)]
-    await asyncio.sleep(0)
+    await asyncio.wait_for(started.wait(), timeout=5.0)
     release.set()
     assert await asyncio.gather(*askers) == [42] * 50
     assert await cache.get("r1", load) == 42
@@ -58,15 +59,16 @@ async def test_a_failed_load_reaches_every_asker_and_is_not_kept() -> None:
 
 async def test_an_asker_going_away_does_not_cancel_the_load_for_others() -> None:
     cache: ShortCache[int] = ShortCache(ttl_s=60.0)
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def load() -> int:
+        started.set()
         await release.wait()
         return 5
 
     first = asyncio.create_task(cache.get("k", load))
     second = asyncio.create_task(cache.get("k", load))
-    await asyncio.sleep(0)
+    await asyncio.wait_for(started.wait(), timeout=5.0)
     first.cancel()
     release.set()
     assert await second == 5
