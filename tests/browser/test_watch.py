@@ -1,15 +1,17 @@
 """The consumer's watch page in a real Chromium: it plays, shows a placeholder within 15 s of
-the camera going away, and plays again when the camera comes back, all without a reload."""
+the camera going away, and plays again when the camera comes back, all without a reload; and it
+stops streaming while the tab is hidden and plays again when it is visible."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Page, Response
 
-from tests.browser.support import CAMERA_SIZE, Server, blocking, make_camera, shot
+from tests.browser.support import CAMERA_SIZE, POLL_S, Server, blocking, make_camera, shot
 from tests.support.camera import RtspCamera
 
 PLAY_DEADLINE_MS = 20_000
@@ -17,6 +19,25 @@ PLACEHOLDER_DEADLINE_MS = 15_000  # the issue's promise: a stopped camera shows 
 RETURN_DEADLINE_MS = 60_000  # reconnect back-off, the checker's hold time, a status poll
 FRAMES_RISE = 10  # decoded frames that must arrive after the first, to call it playing
 RELOAD_MARK = "__kitchencamNotReloaded"
+VIEWERS_DEADLINE_S = 15.0  # the relay publishes its figures every 5 s; the page caches 1 s
+
+# Failure injection: headless Chromium keeps every page "visible" whatever happens to it
+# (measured with Chromium 156: another page or tab brought to front, Target.activateTarget,
+# a window minimised through Browser.setWindowBounds), and the DevTools protocol has no command
+# that sets a page's visibility. So the hidden state is faked on the document itself, and the
+# real visibilitychange event is dispatched; going visible again removes the fake, so the page
+# reads the browser's own (visible) state.
+FAKE_HIDDEN = """() => {
+  Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+  Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+FAKE_HIDDEN_ENDS = """() => {
+  delete document.hidden;
+  delete document.visibilityState;
+  document.dispatchEvent(new Event("visibilitychange"));
+  return document.visibilityState;
+}"""
 
 FRAMES = """(cid) => {
   const card = document.querySelector(`[data-camera="${cid}"]`);
@@ -52,6 +73,25 @@ async def wait_playing(page: Page, cid: str, deadline_ms: int = PLAY_DEADLINE_MS
         f"([cid, n]) => ({FRAMES})(cid) >= n", arg=[cid, target], timeout=PLAY_DEADLINE_MS
     )
     await page.wait_for_function(LIVE_SHOWN, arg=cid, timeout=PLAY_DEADLINE_MS)
+
+
+async def viewers(server: Server, rid: str, cid: str) -> int | None:
+    """The camera's viewers as the watch page's status answer gives them (the relay's figure)."""
+    status = await blocking(server.api, "GET", f"/r/{rid}/status.json")
+    found = {c["id"]: c["viewers"] for c in status["cameras"]}
+    value = found[cid]
+    return value if isinstance(value, int) else None
+
+
+async def wait_viewers(server: Server, rid: str, cid: str, wanted: int) -> None:
+    """Wait until the server counts ``wanted`` viewers of the camera (status polling)."""
+    end = time.monotonic() + VIEWERS_DEADLINE_S
+    while True:
+        found = await viewers(server, rid, cid)
+        if found == wanted:
+            return
+        assert time.monotonic() < end, f"camera {cid} has {found} viewers, not {wanted}"
+        await asyncio.sleep(POLL_S)
 
 
 @pytest.fixture
@@ -95,5 +135,38 @@ async def test_stopped_camera_shows_a_placeholder_then_plays_again_without_reloa
         f"(cid) => !({PLACEHOLDER_SHOWN})(cid)", arg=cid, timeout=RETURN_DEADLINE_MS
     )
     await wait_playing(page, cid, RETURN_DEADLINE_MS)
+    assert await page.evaluate(f"() => window.{RELOAD_MARK} === true"), "the page reloaded"
+    await shot(page, name, "playing-again")
+
+
+async def test_hidden_tab_stops_streaming_and_visible_tab_plays_again(
+    page: Page, server: Server, camera: RtspCamera, name: str
+) -> None:
+    rid, token = await blocking(server.restaurant)
+    cid = await blocking(server.camera, rid, token, camera.url)
+    ended: list[Response] = []
+
+    def on_response(response: Response) -> None:
+        if response.request.method == "DELETE" and "/whep/" in response.url:
+            ended.append(response)
+
+    page.on("response", on_response)
+    await page.goto(f"{server.base}/r/{rid}")
+    await wait_playing(page, cid)
+    await wait_viewers(server, rid, cid, 1)
+    await page.evaluate(f"() => {{ window.{RELOAD_MARK} = true; }}")
+
+    before = len(ended)  # a session replaced while it started up was ended already
+    await page.evaluate(FAKE_HIDDEN)
+    await wait_viewers(server, rid, cid, 0)
+    statuses = [r.status for r in ended[before:]]
+    assert statuses and all(s == 200 for s in statuses), f"WHEP DELETEs when hidden: {statuses}"
+    assert await page.evaluate(
+        "(cid) => document.querySelector(`[data-camera='${cid}'] video`).srcObject === null", cid
+    ), "the hidden page still holds the stream"
+
+    assert await page.evaluate(FAKE_HIDDEN_ENDS) == "visible"
+    await wait_playing(page, cid)
+    await wait_viewers(server, rid, cid, 1)
     assert await page.evaluate(f"() => window.{RELOAD_MARK} === true"), "the page reloaded"
     await shot(page, name, "playing-again")
