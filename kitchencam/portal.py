@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from kitchencam import appkeys, keys, sessions
 from kitchencam.addresses import AddressError, parse_stream_url
 from kitchencam.auth import Principal
-from kitchencam.compliance.frames import JpegSnapshot
 from kitchencam.compliance.records import CameraState
+from kitchencam.compliance.service import ReferenceUnavailable
 from kitchencam.compliance.states import State
 from kitchencam.httperrors import ApiError
 from kitchencam.models import Camera, CameraCreate, CameraUpdate
@@ -290,20 +290,12 @@ async def approve_reference(request: web.Request) -> web.Response:
     who = await restaurant(request)
     camera = await _own_camera(request, who)
     sha = text(await request.post(), "snapshot")
-    store = request.app[appkeys.COMPLIANCE].store
-    if sha:
-        snap = await store.snapshot(sha)
-        if snap is None or snap.camera_id != camera.id:
-            raise ApiError(422, "That picture is not a stored picture of this camera.")
-        jpeg = JpegSnapshot.of(snap.jpeg)
-    else:
-        preview = await store.preview(camera.id)
-        if preview is None:
-            raise ApiError(
-                409, "There is no recent picture of this camera to approve; try again later."
-            )
-        jpeg = preview[0]
-    await store.approve_reference(camera.id, camera.restaurant_id, jpeg, f"restaurant:{who.ident}")
+    try:
+        await request.app[appkeys.COMPLIANCE].approve_reference(
+            camera, sha, f"restaurant:{who.ident}"
+        )
+    except ReferenceUnavailable as err:
+        raise ApiError(err.status, str(err)) from None
     return see_other(f"/portal/cameras/{camera.id}?notice=reference")
 
 

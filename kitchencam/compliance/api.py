@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kitchencam import appkeys, keys
 from kitchencam.auth import Principal, principal, require_access
-from kitchencam.compliance.frames import JpegSnapshot
 from kitchencam.compliance.records import CameraState, Event
-from kitchencam.compliance.service import Compliance
+from kitchencam.compliance.service import Compliance, ReferenceUnavailable
 from kitchencam.compliance.states import State
 from kitchencam.compliance.uptime import WINDOWS_S, Change, uptime
 from kitchencam.httperrors import ApiError, read_json
@@ -291,19 +290,11 @@ async def approve_reference(request: web.Request) -> web.Response:
     who = await principal(request)
     camera = await _camera(request, who, request.match_info["cid"])
     body = ReferenceApprove.model_validate(await read_json(request))
-    store = _compliance(request).store
-    if body.snapshot is not None:
-        snap = await store.snapshot(body.snapshot)
-        if snap is None or snap.camera_id != camera.id:
-            raise ApiError(422, "that snapshot is not a stored picture of this camera")
-        jpeg = JpegSnapshot.of(snap.jpeg)
-    else:
-        preview = await store.preview(camera.id)
-        if preview is None:
-            raise ApiError(409, "no recent picture of this camera to approve; try again later")
-        jpeg = preview[0]
     by = f"{who.kind}:{who.ident}"
-    reference = await store.approve_reference(camera.id, camera.restaurant_id, jpeg, by)
+    try:
+        reference = await _compliance(request).approve_reference(camera, body.snapshot, by)
+    except ReferenceUnavailable as err:
+        raise ApiError(err.status, str(err)) from None
     return web.json_response(reference.public(), status=201)
 
 

@@ -13,14 +13,24 @@ from redis.asyncio import Redis
 
 from kitchencam.addresses import Resolver
 from kitchencam.compliance.checker import Checker
+from kitchencam.compliance.frames import JpegSnapshot
 from kitchencam.compliance.sampler import KeyframeSampler, Observers
-from kitchencam.compliance.store import ComplianceStore
+from kitchencam.compliance.store import ComplianceStore, Reference
 from kitchencam.compliance.webhooks import Deliverer, Webhooks
 from kitchencam.models import Camera
 from kitchencam.registry import Registry
 from kitchencam.roles import RoleSet
 from kitchencam.secretbox import SecretBox
 from kitchencam.settings import Settings
+
+
+class ReferenceUnavailable(Exception):
+    """No picture to approve as a reference view: ``status`` 422 when the picture named is not
+    one of the camera's, 409 when the camera has no recent preview."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -37,6 +47,25 @@ class Compliance:
     def make_observer(self, camera: Camera) -> KeyframeSampler:
         """The relay hub's observer factory: a started sampler for one camera."""
         return self.observers.make_observer(camera)
+
+    async def approve_reference(self, camera: Camera, snapshot: str | None, by: str) -> Reference:
+        """Approve a stored picture of ``camera`` (by SHA-256) or, without one, its current
+        preview as its reference view; ``ReferenceUnavailable`` when there is no such picture."""
+        if snapshot:
+            snap = await self.store.snapshot(snapshot)
+            if snap is None or snap.camera_id != camera.id:
+                raise ReferenceUnavailable(
+                    422, "that snapshot is not a stored picture of this camera"
+                )
+            jpeg = JpegSnapshot.of(snap.jpeg)
+        else:
+            preview = await self.store.preview(camera.id)
+            if preview is None:
+                raise ReferenceUnavailable(
+                    409, "no recent picture of this camera to approve; try again later"
+                )
+            jpeg = preview[0]
+        return await self.store.approve_reference(camera.id, camera.restaurant_id, jpeg, by)
 
 
 def build(
