@@ -71,11 +71,22 @@ class Entry:
         )
 
 
+# Appends one entry to the global log and, under the same id, to the camera's own log, so an
+# entry is one id wherever it is read (ids the global log gives always grow, so the camera's
+# log accepts them).
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV))
+redis.call('XADD', KEYS[2], id, unpack(ARGV))
+return id
+"""
+
+
 class AuditLog:
     """Appends to and reads the audit log."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._append = redis.register_script(_APPEND)
 
     async def acknowledge(self, event: Event, who: str, note: str) -> Entry:
         """Record that ``who`` acknowledged ``event`` with ``note`` (already checked)."""
@@ -88,11 +99,9 @@ class AuditLog:
             "event": event.id,
             "note": note,
         }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(keys.AUDIT, fields)  # type: ignore[arg-type]
-            pipe.xadd(keys.camera_audit(event.camera_id), fields)  # type: ignore[arg-type]
-            results = await pipe.execute()
-        return Entry.parse(str(results[0]), fields)
+        args = [part for pair in fields.items() for part in pair]
+        eid = await self._append(keys=[keys.AUDIT, keys.camera_audit(event.camera_id)], args=args)
+        return Entry.parse(str(eid), fields)
 
     async def page(self, before: str | None = None, count: int = PAGE) -> list[Entry]:
         """Up to ``count`` entries, newest first, older than ``before`` (an entry id)."""
